@@ -1,0 +1,420 @@
+"""Supervised and hierarchical contrastive losses as pure JAX functions.
+
+Shapes: a batch holds ``B`` examples with ``V`` views each; embeddings are
+``[B, V, D]`` and hierarchical labels int ``[B, H]`` with column 0 the coarsest
+level. Rows are the ``N = B * V`` (example, view) pairs.
+
+Every loss is the SupCon term (Khosla et al., 2020) over some choice of
+anchors, contrast set and positives, possibly per hierarchy level:
+
+    l(i) = -(T / T_base) * mean_{p in P(i)} [ s_ip / T - log sum_{a in A(i)} exp(s_ia / T) ]
+
+with ``s`` the dot product of the compared (L2-normalised) rows, ``P(i)`` the
+rows other than ``i`` that share ``i``'s label and ``A(i)`` every valid row
+but ``i``. A loss is the mean of ``l(i)`` over anchors that have at least one
+positive; anchors without positives are left out (never NaN), and a level with
+no such anchor contributes 0.
+
+All functions are pure, jit/vmap/grad-safe and use static shapes. They
+compute in float32 for float32, bfloat16 or float16 inputs (float64 stays
+float64) and take ``axis_name``: inside ``pmap`` the
+embeddings and labels are all-gathered over that axis, local rows are the
+anchors and the global batch is the contrast set. The returned value is then
+the loss of the global batch on every device, and ``jax.grad`` gives each
+device exactly its rows of the global gradient (no factor of the device
+count): sum parameter gradients over devices with ``psum``, do not ``pmean``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hmlc_jax import gmm as gmm_lib
+from hmlc_jax import hierarchy
+
+HMLC_KINDS = ("hmc", "hce", "hmce")
+
+# Guards log(0) when the contrast sum of a restricted level underflows.
+_TINY = 1e-30
+# Vectors whose largest entry is smaller than this are treated as zero.
+_TINY_NORM = 1e-30
+
+
+def supcon_loss(features: jnp.ndarray, labels: Optional[jnp.ndarray] = None, *,
+                temperature: float = 0.07, base_temperature: float = 0.07,
+                axis_name: Optional[str] = None) -> jnp.ndarray:
+  """Supervised contrastive loss; SimCLR's NT-Xent when ``labels`` is None.
+
+  Args:
+    features: float ``[B, V, D]``, L2-normalised by the caller.
+    labels: int ``[B]``, or None: then the only positives of a row are the
+      other views of the same example (SimCLR).
+    temperature: ``T > 0``.
+    base_temperature: ``T_base``; the loss is scaled by ``T / T_base``.
+    axis_name: pmap axis for global negatives, or None.
+
+  Returns:
+    scalar (float32): mean over all ``B * V`` anchors that have a positive.
+  """
+  feats = _check_features(features, "features")
+  _check_temperatures(temperature, base_temperature)
+  contrast, offset = _gather(feats, axis_name)
+  if labels is None:
+    ids = jnp.arange(contrast.shape[0], dtype=jnp.int32)
+  else:
+    all_labels, _ = _gather(_check_labels(labels, feats.shape[0], ndim=1), axis_name)
+    ids = hierarchy.prefix_group_ids(all_labels[:, None])[0]
+  losses = _level_losses(feats[None], contrast[None], ids[None], None, offset,
+                         temperature=temperature, base_temperature=base_temperature,
+                         axis_name=axis_name)
+  return losses[0]
+
+
+def hmlc_loss(features: jnp.ndarray, labels: jnp.ndarray, *, kind: str = "hmce",
+              temperature: float = 0.07, base_temperature: float = 0.07,
+              layer_penalty: hierarchy.Penalty = "exp",
+              axis_name: Optional[str] = None) -> jnp.ndarray:
+  """HMC, HCE and HMCE losses of Zhang et al. (CVPR 2022), reference semantics.
+
+  A unique instance column is appended to the labels (``H + 1`` columns). For
+  ``l = 1..H`` level ``l`` keeps the first ``H + 1 - l`` columns; its loss is
+  the SupCon term over the surviving examples (anchors and contrast set both
+  restricted to them, all their views kept), positives agreeing on the kept
+  columns. After each level the survivors are reduced to one example per
+  distinct kept prefix (see ``hierarchy.hmlc_survivors``).
+
+  * ``"hmc"``:  total = sum_l penalty(1/l) * loss_l
+  * ``"hce"``:  total = sum_l max(loss_l, max of earlier levels' losses)
+  * ``"hmce"``: both: penalty(1/l) * max(loss_l, earlier maximum)
+
+  and the result is ``total / (H + 1)``. With ``axis_name`` the survivors are
+  chosen over the global batch. All levels share one similarity matrix and one
+  exponential; survivor sets are static masks.
+
+  Args:
+    features: float ``[B, V, D]``, L2-normalised by the caller.
+    labels: int ``[B, H]``, coarsest level first.
+    kind: ``"hmc"``, ``"hce"`` or ``"hmce"``.
+    temperature: ``T > 0``.
+    base_temperature: ``T_base``.
+    layer_penalty: ``"exp"`` (``e**x``, what the authors' training script
+      passes), ``"pow2"`` (``2**x``, their default) or a callable on floats.
+    axis_name: pmap axis for global negatives, or None.
+
+  Returns:
+    scalar (float32).
+  """
+  feats = _check_features(features, "features")
+  _check_temperatures(temperature, base_temperature)
+  if kind not in HMLC_KINDS:
+    raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(HMLC_KINDS)}")
+  labels = _check_labels(labels, feats.shape[0], ndim=2)
+  num_levels = labels.shape[1]
+  penalties = hierarchy.hmlc_penalties(num_levels, layer_penalty)
+
+  contrast, offset = _gather(feats, axis_name)
+  all_labels, _ = _gather(labels, axis_name)
+  prefix_ids = hierarchy.prefix_group_ids(all_labels)
+  survivors = hierarchy.hmlc_survivors(all_labels, prefix_ids)
+  views = feats.shape[1]
+  losses = _level_losses(
+      feats[None], contrast[None], prefix_ids[::-1],
+      jnp.repeat(survivors[:, :, None], views, axis=2), offset,
+      temperature=temperature, base_temperature=base_temperature, axis_name=axis_name)
+
+  total, worst_so_far = 0.0, -jnp.inf
+  for level in range(num_levels):
+    loss = losses[level]
+    if kind != "hmc":
+      loss = jnp.maximum(loss, worst_so_far)
+      worst_so_far = loss
+    total = total + (penalties[level] if kind != "hce" else 1.0) * loss
+  return total / (num_levels + 1)
+
+
+def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
+               temperature: float = 0.07, base_temperature: float = 0.07,
+               gmm: Optional[gmm_lib.GMMConfig] = None,
+               level_weights: hierarchy.LevelWeights = "uniform",
+               full_weight: float = 0.0, enforce_hierarchy: bool = False,
+               axis_name: Optional[str] = None, return_aux: bool = False):
+  """G-HMLC: per-level SupCon on features selected by an in-graph GMM.
+
+  1. A ``K = H`` component 1-D Gaussian mixture is fitted by EM to the ``D``
+     entries of every embedding row (``gmm.fit_over="sample"``), or once to
+     the per-dimension mean ``|z|`` of the global batch (``"batch"``).
+  2. Components are sorted by mean (``gmm.order``); component ``h`` serves
+     level ``h``, coarsest first.
+  3. ``M_h[i, d] = 1`` where dimension ``d`` of row ``i`` belongs to
+     component ``h`` (largest responsibility); ``gmm.mask_grad`` chooses how
+     the mask enters the gradient.
+  4. ``u_h = normalise(z * M_h)``; a row whose ``u_h`` is all zero is neither
+     anchor nor contrast at level ``h``.
+  5. ``L = sum_h w_h SupCon_h(u_h)`` with level-``h`` positives (examples
+     whose label prefixes ``labels[:, :h + 1]`` agree), plus
+     ``full_weight * SupCon(normalise(z))`` on the finest labels. With
+     ``enforce_hierarchy`` a coarser level's loss is raised to the largest
+     finer-level loss first (HCE-style).
+
+  Args:
+    embeddings: float ``[B, V, D]`` raw projection-head outputs.
+    labels: int ``[B, H]``, coarsest level first.
+    temperature: ``T > 0``.
+    base_temperature: ``T_base``.
+    gmm: ``gmm.GMMConfig`` (default ``GMMConfig()``: 10 EM iterations,
+      per-sample fits, descending order, hard masks).
+    level_weights: ``"uniform"`` (``1/H`` each), ``"exp"`` / ``"pow2"`` (HMC
+      penalties, normalised to sum to one) or ``H`` numbers used as given.
+    full_weight: weight of the extra SupCon term on the whole embedding.
+    enforce_hierarchy: apply the HCE-style maximum across levels.
+    axis_name: pmap axis for global negatives (and the batch-mode statistic).
+    return_aux: also return a dict of diagnostics.
+
+  Returns:
+    scalar (float32) loss, or ``(loss, aux)`` with ``aux`` holding
+    ``level_losses [H]`` (coarsest first, before weighting),
+    ``level_dims [H]`` (mean number of dimensions per level and row) and
+    ``gmm_log_likelihood`` (mean per entry).
+  """
+  z = _check_features(embeddings, "embeddings")
+  labels = _check_labels(labels, z.shape[0], ndim=2)
+  config = gmm or gmm_lib.GMMConfig()
+  masks, fit = gmm_lib.level_masks(z, labels.shape[1], config, axis_name=axis_name)
+  loss, aux = _masked_level_loss(
+      z, masks, labels, temperature=temperature, base_temperature=base_temperature,
+      level_weights=level_weights, full_weight=full_weight,
+      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name)
+  aux["gmm_log_likelihood"] = _mean_over_devices(jnp.mean(fit.log_likelihood), axis_name)
+  return (loss, aux) if return_aux else loss
+
+
+def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray, *,
+               temperature: float = 0.07, base_temperature: float = 0.07,
+               level_weights: hierarchy.LevelWeights = "uniform",
+               full_weight: float = 0.0, enforce_hierarchy: bool = False,
+               axis_name: Optional[str] = None, return_aux: bool = False):
+  """A-HMLC: per-level SupCon on embeddings weighted by soft attention masks.
+
+  ``u_h = normalise(z * M_h)`` and the level losses, weights and options are
+  those of ``ghmlc_loss``; the masks come from per-level attention heads
+  (``hmlc_jax.models``) and carry gradient.
+
+  Args:
+    embeddings: float ``[B, V, D]`` raw projection-head outputs.
+    masks: float ``[B, V, H, D]``, usually in ``[0, 1]``.
+    labels: int ``[B, H]``, coarsest level first.
+    temperature, base_temperature, level_weights, full_weight,
+    enforce_hierarchy, axis_name: as in ``ghmlc_loss``.
+    return_aux: also return ``{"level_losses": [H], "level_dims": [H]}``
+      (``level_dims`` is the mean mask mass per level and row).
+
+  Returns:
+    scalar (float32) loss, or ``(loss, aux)``.
+  """
+  z = _check_features(embeddings, "embeddings")
+  labels = _check_labels(labels, z.shape[0], ndim=2)
+  masks = jnp.asarray(masks).astype(z.dtype)
+  expected = z.shape[:2] + (labels.shape[1], z.shape[2])
+  if masks.shape != expected:
+    raise ValueError(f"masks must have shape [B, V, H, D] = {list(expected)}, "
+                     f"got {list(masks.shape)}")
+  loss, aux = _masked_level_loss(
+      z, masks, labels, temperature=temperature, base_temperature=base_temperature,
+      level_weights=level_weights, full_weight=full_weight,
+      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name)
+  return (loss, aux) if return_aux else loss
+
+
+def l2_normalize(x: jnp.ndarray, axis: int = -1):
+  """``x / ||x||`` along ``axis``; vectors that are (numerically) zero stay zero.
+
+  The vector is first divided by its largest magnitude (outside the gradient;
+  normalisation is scale invariant, so value and gradient are unchanged),
+  which keeps the squared norm in ``[1, D]``: no under- or overflow for
+  entries anywhere from 1e-30 to 1e30. A vector whose largest entry is below
+  1e-30 counts as zero.
+
+  Returns:
+    ``(normalised [same shape as x], nonzero bool [x.shape without axis])``;
+    the gradient is finite everywhere and zero for zero vectors.
+  """
+  peak = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axis, keepdims=True))
+  nonzero = peak > _TINY_NORM
+  scaled = x / jnp.where(nonzero, peak, 1.0)
+  sq = jnp.sum(jnp.square(scaled), axis=axis, keepdims=True)
+  unit = jnp.where(nonzero, scaled * jax.lax.rsqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
+  return unit, jnp.squeeze(nonzero, axis)
+
+
+def _masked_level_loss(z, masks, labels, *, temperature, base_temperature, level_weights,
+                       full_weight, enforce_hierarchy, axis_name):
+  """Weighted per-level SupCon on ``normalise(z * M_h)``; the G-/A-HMLC core.
+
+  Args:
+    z: float ``[B, V, D]``; masks: float ``[B, V, H, D]``; labels int ``[B, H]``.
+
+  Returns:
+    ``(loss, {"level_losses": [H], "level_dims": [H]})``.
+  """
+  _check_temperatures(temperature, base_temperature)
+  num_levels = labels.shape[1]
+  weights = hierarchy.level_weights(level_weights, num_levels)
+  units, nonzero = l2_normalize(z[:, :, None, :] * masks)      # [B, V, H, D], [B, V, H]
+  contrast, offset = _gather(units, axis_name)
+  all_nonzero, _ = _gather(nonzero, axis_name)
+  all_labels, _ = _gather(labels, axis_name)
+  losses = _level_losses(
+      jnp.transpose(units, (2, 0, 1, 3)), jnp.transpose(contrast, (2, 0, 1, 3)),
+      hierarchy.prefix_group_ids(all_labels), jnp.transpose(all_nonzero, (2, 0, 1)),
+      offset, temperature=temperature, base_temperature=base_temperature,
+      axis_name=axis_name)
+  if enforce_hierarchy:
+    losses = jax.lax.cummax(losses, axis=0, reverse=True)
+  loss = jnp.sum(jnp.asarray(weights, losses.dtype) * losses)
+  if full_weight:
+    loss = loss + full_weight * supcon_loss(
+        l2_normalize(z)[0], labels[:, -1], temperature=temperature,
+        base_temperature=base_temperature, axis_name=axis_name)
+  level_dims = _mean_over_devices(jnp.mean(jnp.sum(masks, axis=-1), axis=(0, 1)), axis_name)
+  return loss, {"level_losses": losses, "level_dims": level_dims}
+
+
+def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
+                  base_temperature, axis_name):
+  """Mean SupCon term of every level over the anchors that have a positive.
+
+  The ``N x N`` work is one similarity matmul per distinct feature set, its
+  row maximum, exponential and (per level) masked row sums. Positive sums
+  need no ``N x N`` work: ``sum_{j in P(i)} a_i . c_j`` is ``a_i`` dotted
+  with the sum of its group's valid rows, minus its own term.
+
+  Args:
+    anchors: float ``[F, B, V, D]`` local rows, ``F`` = 1 (features shared
+      by all levels: one similarity matrix and one exponential) or ``L``.
+    contrast: float ``[F, Bg, V, D]`` the global batch (``Bg = B`` without
+      ``axis_name``).
+    group_ids: int ``[L, Bg]`` in ``[0, Bg)``; rows of examples with equal
+      ids are positives.
+    valid: bool ``[L, Bg, V]`` rows taking part in each level, or None (all).
+    offset: index of the first local example within the global batch.
+
+  Returns:
+    float ``[L]``: each level's loss over the global batch.
+  """
+  num_levels, global_examples = group_ids.shape
+  _, local_examples, views, dim = anchors.shape
+  rows, global_rows = local_examples * views, global_examples * views
+  a = anchors.reshape(-1, rows, dim)
+  c = contrast.reshape(-1, global_rows, dim)
+  local = lambda x: jax.lax.dynamic_slice_in_dim(x, offset * views, rows, axis=1)
+  row_ids = jnp.repeat(group_ids, views, axis=1)                     # [L, Ng]
+  anchor_ids = local(row_ids)                                        # [L, Na]
+  if valid is None:
+    valid_rows = jnp.ones((num_levels, global_rows), bool)
+  else:
+    valid_rows = valid.reshape(num_levels, global_rows)
+  anchor_ok = local(valid_rows)
+  weight = valid_rows.astype(a.dtype)
+
+  # Positives, from per-group sums of the valid contrast rows.
+  group_sum = jax.vmap(lambda x, w, g: jax.ops.segment_sum(
+      x * w[:, None], g, num_segments=global_examples))(
+          jnp.broadcast_to(c, (num_levels,) + c.shape[1:]), weight, row_ids)   # [L, Bg, D]
+  group_count = jax.vmap(lambda w, g: jax.ops.segment_sum(
+      w, g, num_segments=global_examples))(weight, row_ids)                    # [L, Bg]
+  own_group = jnp.take_along_axis(group_sum, anchor_ids[..., None], axis=1)   # [L, Na, D]
+  self_dot = jnp.where(anchor_ok, jnp.sum(jnp.square(a), axis=-1), 0.0)
+  pos_logits = (jnp.sum(a * own_group, axis=-1) - self_dot) / temperature    # [L, Na]
+  num_pos = jnp.take_along_axis(group_count, anchor_ids, axis=1) - anchor_ok
+
+  # Contrast sums: one exponential per distinct feature set.
+  logits = jnp.einsum("fnd,fmd->fnm", a, c) / temperature                     # [F, Na, Ng]
+  not_self = jnp.arange(global_rows)[None, :] != (offset * views + jnp.arange(rows))[:, None]
+  peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  exp = jnp.where(not_self, jnp.exp(_nonpositive(logits - peak)), 0.0)
+  if valid is None:
+    denom = jnp.broadcast_to(jnp.sum(exp, axis=-1), (num_levels, rows))
+  elif exp.shape[0] == 1:
+    denom = (exp[0] @ weight.T).T
+  else:
+    denom = jnp.einsum("lnm,lm->ln", exp, weight)
+  log_denom = peak[..., 0] + jnp.log(jnp.maximum(denom, _TINY))
+
+  per_anchor = -(temperature / base_temperature) * (
+      pos_logits / jnp.maximum(num_pos, 1) - log_denom)
+  return _global_mean(per_anchor, anchor_ok & (num_pos > 0), axis_name)
+
+
+def _nonpositive(x):
+  """``min(x, 0)`` in value with gradient exactly 1.
+
+  ``logits - max(logits)`` is <= 0 in exact arithmetic, but XLA may fuse the
+  temperature scaling and the subtraction into one FMA: at logits ~1e14 the
+  peak entry then comes out at +1e7 and ``exp`` overflows (NaN gradients even
+  where the entry is masked). A plain ``minimum`` would halve the gradient of
+  ties, so the overshoot is removed outside the gradient.
+  """
+  return x - jax.lax.stop_gradient(jnp.maximum(x, 0.0))
+
+
+def _global_mean(values, mask, axis_name):
+  """Mean of ``values [L, Na]`` over ``mask``, per level, across devices.
+
+  Inside pmap the value is the global mean on every device, while the
+  gradient flows only through this device's share ``sum_local / count``: the
+  transpose of ``all_gather`` then adds up every device's share, so each
+  device receives exactly its rows of the global gradient.
+  """
+  total = jnp.sum(jnp.where(mask, values, 0.0), axis=-1)
+  count = jnp.sum(mask, axis=-1).astype(values.dtype)
+  if axis_name is None:
+    return total / jnp.maximum(count, 1.0)
+  share = total / jnp.maximum(jax.lax.psum(count, axis_name), 1.0)
+  return share + jax.lax.stop_gradient(jax.lax.psum(share, axis_name) - share)
+
+
+def _gather(x, axis_name):
+  """All-gathers ``x`` along axis 0 (tiled); returns it and this device's offset."""
+  if axis_name is None:
+    return x, 0
+  gathered = jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+  return gathered, jax.lax.axis_index(axis_name) * x.shape[0]
+
+
+def _mean_over_devices(x, axis_name):
+  return x if axis_name is None else jax.lax.pmean(x, axis_name)
+
+
+def _check_features(x: Any, name: str) -> jnp.ndarray:
+  x = jnp.asarray(x)
+  if x.ndim != 3:
+    raise ValueError(f"{name} must have shape [B, V, D], got {list(x.shape)}")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"{name} must be floating point, got {x.dtype}")
+  if 0 in x.shape:
+    raise ValueError(f"{name} must be non-empty, got shape {list(x.shape)}")
+  return x.astype(compute_dtype(x.dtype))
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+  """float32 for float32 and narrower inputs (bf16, fp16); float64 stays float64."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _check_labels(labels: Any, batch: int, ndim: int) -> jnp.ndarray:
+  labels = jnp.asarray(labels)
+  want = "[B]" if ndim == 1 else "[B, H]"
+  if labels.ndim != ndim or labels.shape[0] != batch or (ndim == 2 and labels.shape[1] < 1):
+    raise ValueError(f"labels must have shape {want} with B = {batch}, got {list(labels.shape)}")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"labels must be integers, got {labels.dtype}")
+  return labels.astype(jnp.int32)
+
+
+def _check_temperatures(temperature, base_temperature):
+  for name, value in (("temperature", temperature), ("base_temperature", base_temperature)):
+    if isinstance(value, (int, float, np.floating)) and not value > 0:
+      raise ValueError(f"{name} must be positive, got {value}")

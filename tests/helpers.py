@@ -1,0 +1,18 @@
+"""Shared test data: random batches with tree-shaped hierarchical labels."""
+import numpy as np
+
+
+def tree_labels(rng, batch, num_levels, branching=2):
+  """int [batch, H] paths of a complete tree with `branching` children per node.
+
+  Leaves are drawn at random (with repeats), so every level has collisions.
+  """
+  num_leaves = branching ** num_levels
+  leaves = rng.integers(0, num_leaves, size=batch)
+  cols = [leaves // branching ** (num_levels - 1 - h) for h in range(num_levels)]
+  return np.stack(cols, axis=1).astype(np.int32)
+
+
+def unit_features(rng, batch, views, dim, dtype=np.float32):
+  x = rng.normal(size=(batch, views, dim))
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(dtype)

@@ -1,0 +1,101 @@
+"""Float64 NumPy oracles written from the loss equations (DESIGN.md, "Losses").
+
+Deliberately literal and independent of hmlc_jax: rows are laid out view-major
+(all first views, then all second views), anchors are looped over one by one,
+and the HMC/HCE/HMCE survivor sets are produced the way the reference does it
+(sorted unique rows, first occurrence kept, survivors reordered), not with the
+static masks the library uses.
+"""
+import math
+
+import numpy as np
+
+
+def supcon_rows(x, same, temperature, base_temperature, valid=None):
+  """Mean SupCon term over anchors with a positive.
+
+  x: [N, D] compared rows; same: [N, N] bool label agreement; valid: [N] rows
+  taking part (others are neither anchor nor contrast).
+  """
+  n = x.shape[0]
+  valid = np.ones(n, bool) if valid is None else valid
+  logits = (x @ x.T) / temperature
+  per_anchor = []
+  for i in range(n):
+    if not valid[i]:
+      continue
+    others = valid.copy()
+    others[i] = False
+    positives = same[i] & others
+    if not positives.any():
+      continue
+    log_denom = math.log(np.sum(np.exp(logits[i, others])))
+    per_anchor.append(-(temperature / base_temperature)
+                      * np.mean(logits[i, positives] - log_denom))
+  return float(np.mean(per_anchor)) if per_anchor else 0.0
+
+
+def view_major(features):
+  """[B, V, D] -> [V * B, D] and the example index of every row."""
+  b, v, _ = features.shape
+  rows = np.concatenate([features[:, k] for k in range(v)], axis=0)
+  return rows, np.tile(np.arange(b), v)
+
+
+def supcon(features, labels=None, temperature=0.07, base_temperature=0.07):
+  x, example = view_major(np.asarray(features, np.float64))
+  key = example if labels is None else np.asarray(labels)[example]
+  return supcon_rows(x, key[:, None] == key[None, :], temperature, base_temperature)
+
+
+def hmlc(features, labels, kind="hmce", temperature=0.07, base_temperature=0.07,
+         penalty=math.exp):
+  """Procedural HMC/HCE/HMCE following the reference algorithm step by step."""
+  feats = np.asarray(features, np.float64)
+  labels = np.asarray(labels)
+  num_levels = labels.shape[1]
+  labels = np.concatenate([labels, np.arange(len(labels))[:, None]], axis=1)
+  total, worst = 0.0, -np.inf
+  for level in range(1, num_levels + 1):
+    layer = labels.copy()
+    layer[:, num_levels + 1 - level:] = 0
+    x, example = view_major(feats)
+    rows = layer[example]
+    same = np.all(rows[:, None, :] == rows[None, :, :], axis=-1)
+    loss = supcon_rows(x, same, temperature, base_temperature)
+    if kind in ("hce", "hmce"):
+      loss = max(loss, worst)
+    total += (penalty(1.0 / level) if kind in ("hmc", "hmce") else 1.0) * loss
+    worst = max(worst, loss)
+    _, first = np.unique(layer, axis=0, return_index=True)   # sorted rows, earliest index
+    labels, feats = labels[first], feats[first]
+  return total / (num_levels + 1)
+
+
+def normalise(x):
+  norm = np.linalg.norm(x, axis=-1, keepdims=True)
+  return np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+def masked_levels(embeddings, masks, labels, temperature=0.07, base_temperature=0.07,
+                  weights=None, full_weight=0.0, enforce_hierarchy=False):
+  """G-HMLC / A-HMLC given the masks: sum_h w_h SupCon_h(normalise(z * M_h))."""
+  z = np.asarray(embeddings, np.float64)
+  masks = np.asarray(masks, np.float64)
+  labels = np.asarray(labels)
+  num_levels = labels.shape[1]
+  weights = np.full(num_levels, 1.0 / num_levels) if weights is None else weights
+  losses = []
+  for h in range(num_levels):
+    x, example = view_major(z * masks[:, :, h])
+    valid = np.linalg.norm(x, axis=-1) > 0
+    prefix = labels[example, :h + 1]
+    same = np.all(prefix[:, None, :] == prefix[None, :, :], axis=-1)
+    losses.append(supcon_rows(normalise(x), same, temperature, base_temperature, valid))
+  if enforce_hierarchy:
+    for h in range(num_levels - 2, -1, -1):
+      losses[h] = max(losses[h], losses[h + 1])
+  total = float(np.dot(weights, losses))
+  if full_weight:
+    total += full_weight * supcon(normalise(z), labels[:, -1], temperature, base_temperature)
+  return total, losses

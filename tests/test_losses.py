@@ -1,0 +1,178 @@
+"""hmlc_jax.losses against the float64 oracle, finite differences and bad input."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from hmlc_jax import losses
+from hmlc_jax.gmm import GMMConfig, level_masks
+from tests import oracle
+from tests.helpers import tree_labels, unit_features
+
+RTOL = 1e-5
+
+
+def _close(actual, expected, rtol=RTOL):
+  np.testing.assert_allclose(float(actual), expected, rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("views", [1, 2])
+@pytest.mark.parametrize("supervised", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_supcon_matches_oracle(views, supervised, seed):
+  rng = np.random.default_rng(seed)
+  batch = int(rng.integers(3, 40))
+  x = unit_features(rng, batch, views, 16)
+  y = rng.integers(0, 4, size=batch) if supervised else None
+  t, tb = [(0.07, 0.07), (0.1, 0.07), (0.5, 1.0)][seed]
+  got = jax.jit(lambda a: losses.supcon_loss(a, y, temperature=t, base_temperature=tb))(x)
+  _close(got, oracle.supcon(x, y, t, tb))
+
+
+@pytest.mark.parametrize("num_levels", [2, 3, 4])
+@pytest.mark.parametrize("kind", ["hmc", "hce", "hmce"])
+@pytest.mark.parametrize("views", [1, 2])
+def test_hmlc_matches_oracle(num_levels, kind, views):
+  for seed in range(3):
+    rng = np.random.default_rng(100 * num_levels + seed)
+    batch = int(rng.integers(4, 33))
+    x = unit_features(rng, batch, views, 16)
+    y = tree_labels(rng, batch, num_levels)
+    penalty = ["exp", "pow2", lambda v: 1.0 + v][seed]
+    ref_penalty = [math.exp, lambda v: 2.0 ** v, lambda v: 1.0 + v][seed]
+    got = jax.jit(lambda a: losses.hmlc_loss(a, y, kind=kind, layer_penalty=penalty))(x)
+    _close(got, oracle.hmlc(x, y, kind, penalty=ref_penalty))
+
+
+def test_hmlc_base_temperature_scales_loss():
+  rng = np.random.default_rng(0)
+  x, y = unit_features(rng, 12, 2, 8), tree_labels(rng, 12, 3)
+  got = losses.hmlc_loss(x, y, kind="hmc", temperature=0.2, base_temperature=0.1)
+  _close(got, oracle.hmlc(x, y, "hmc", 0.2, 0.1))
+
+
+@pytest.mark.parametrize("num_levels", [2, 3, 4])
+@pytest.mark.parametrize("views", [1, 2])
+def test_ahmlc_matches_oracle(num_levels, views):
+  rng = np.random.default_rng(num_levels * 10 + views)
+  batch, dim = int(rng.integers(4, 25)), 12
+  z = rng.normal(size=(batch, views, dim)).astype(np.float32)
+  masks = rng.uniform(size=(batch, views, num_levels, dim)).astype(np.float32)
+  masks[0, 0, 0] = 0.0                                 # a row with nothing at level 0
+  y = tree_labels(rng, batch, num_levels)
+  got, aux = jax.jit(lambda a, m: losses.ahmlc_loss(a, m, y, return_aux=True))(z, masks)
+  want, want_levels = oracle.masked_levels(z, masks, y)
+  _close(got, want)
+  np.testing.assert_allclose(aux["level_losses"], want_levels, rtol=RTOL, atol=1e-6)
+  np.testing.assert_allclose(aux["level_dims"], masks.sum(-1).mean((0, 1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("options", [
+    dict(level_weights="exp"), dict(level_weights="pow2"), dict(level_weights=[0.2, 0.5, 1.5]),
+    dict(full_weight=0.5), dict(enforce_hierarchy=True), dict(temperature=0.2, base_temperature=0.1)])
+def test_ahmlc_options_match_oracle(options):
+  rng = np.random.default_rng(7)
+  batch, views, dim, num_levels = 16, 2, 10, 3
+  z = rng.normal(size=(batch, views, dim)).astype(np.float32)
+  masks = rng.uniform(size=(batch, views, num_levels, dim)).astype(np.float32)
+  y = tree_labels(rng, batch, num_levels)
+  scheme = options.get("level_weights", "uniform")
+  if isinstance(scheme, list):
+    weights = np.array(scheme)
+  elif scheme == "uniform":
+    weights = np.full(num_levels, 1 / num_levels)
+  else:
+    base = math.e if scheme == "exp" else 2.0
+    weights = np.array([base ** (1 / (num_levels - h)) for h in range(num_levels)])
+    weights /= weights.sum()
+  want, _ = oracle.masked_levels(
+      z, masks, y, options.get("temperature", 0.07), options.get("base_temperature", 0.07),
+      weights, options.get("full_weight", 0.0), options.get("enforce_hierarchy", False))
+  _close(losses.ahmlc_loss(z, masks, y, **options), want)
+
+
+@pytest.mark.parametrize("fit_over", ["sample", "batch"])
+@pytest.mark.parametrize("num_levels", [2, 3])
+def test_ghmlc_matches_oracle_given_its_masks(fit_over, num_levels):
+  rng = np.random.default_rng(num_levels)
+  batch, views, dim = 20, 2, 32
+  z = rng.normal(size=(batch, views, dim)).astype(np.float32)
+  y = tree_labels(rng, batch, num_levels)
+  config = GMMConfig(fit_over=fit_over)
+  got, aux = jax.jit(lambda a: losses.ghmlc_loss(a, y, gmm=config, return_aux=True))(z)
+  masks, fit = level_masks(z, num_levels, config)
+  masks = np.asarray(masks)
+  assert set(np.unique(masks)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(masks.sum(axis=2), 1.0)   # every dimension in one level
+  want, _ = oracle.masked_levels(z, masks, y)
+  _close(got, want)
+  np.testing.assert_allclose(aux["level_dims"], masks.sum(-1).mean((0, 1)), rtol=1e-6)
+  np.testing.assert_allclose(aux["gmm_log_likelihood"], np.mean(fit.log_likelihood), rtol=1e-6)
+
+
+def test_ghmlc_level_order_follows_component_means():
+  # Dimensions 0-7 carry large values, 8-31 small ones: with descending order the
+  # coarsest level gets the large ones.
+  rng = np.random.default_rng(0)
+  z = np.concatenate([5 + rng.normal(size=(6, 2, 8)), 0.1 * rng.normal(size=(6, 2, 24))], -1)
+  for order, coarse in (("descending", slice(0, 8)), ("ascending", slice(8, 32))):
+    masks, _ = level_masks(jnp.asarray(z, jnp.float32), 2, GMMConfig(order=order))
+    assert np.all(np.asarray(masks)[:, :, 0, coarse] == 1.0)
+
+
+def _loss_fns(num_levels):
+  """Every public loss as a function of the features alone (float64 inputs)."""
+  rng = np.random.default_rng(3)
+  y = tree_labels(rng, 6, num_levels)
+  masks = jnp.asarray(rng.uniform(size=(6, 2, num_levels, 5)))
+  return {
+      "supcon": lambda x: losses.supcon_loss(x, y[:, -1]),
+      "simclr": lambda x: losses.supcon_loss(x),
+      "hmc": lambda x: losses.hmlc_loss(x, y, kind="hmc"),
+      "hce": lambda x: losses.hmlc_loss(x, y, kind="hce"),
+      "hmce": lambda x: losses.hmlc_loss(x, y, kind="hmce"),
+      "ahmlc": lambda x: losses.ahmlc_loss(x, masks, y, full_weight=0.3),
+      "ghmlc": lambda x: losses.ghmlc_loss(x, y, temperature=0.5),
+      "ghmlc_soft": lambda x: losses.ghmlc_loss(
+          x, y, temperature=0.5, gmm=GMMConfig(mask_grad="soft", num_iters=3)),
+  }
+
+
+@pytest.mark.parametrize("name", list(_loss_fns(2)))
+def test_gradients_match_finite_differences(name):
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(unit_features(rng, 6, 2, 5, np.float64))
+    fn = _loss_fns(2)[name]
+    # float64 inputs are computed in float64, so central differences are exact
+    # to ~1e-10 here.
+    check_grads(fn, (x,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: losses.supcon_loss(jnp.ones((4, 8))), "shape \\[B, V, D\\]"),
+    (lambda: losses.supcon_loss(jnp.ones((4, 2, 8)), jnp.zeros(3, int)), "labels must have shape"),
+    (lambda: losses.supcon_loss(jnp.ones((4, 2, 8)), jnp.zeros(4)), "integers"),
+    (lambda: losses.supcon_loss(jnp.ones((4, 2, 8)), temperature=0.0), "temperature"),
+    (lambda: losses.hmlc_loss(jnp.ones((4, 2, 8)), jnp.zeros((4, 2), int), kind="x"), "kind"),
+    (lambda: losses.hmlc_loss(jnp.ones((4, 2, 8)), jnp.zeros((4,), int)), "\\[B, H\\]"),
+    (lambda: losses.hmlc_loss(jnp.ones((4, 2, 8)), jnp.zeros((4, 2), int),
+                              layer_penalty="cube"), "layer_penalty"),
+    (lambda: losses.ahmlc_loss(jnp.ones((4, 2, 8)), jnp.ones((4, 2, 3, 8)),
+                               jnp.zeros((4, 2), int)), "masks must have shape"),
+    (lambda: losses.ghmlc_loss(jnp.ones((4, 2, 8)), jnp.zeros((4, 2), int),
+                               level_weights=[1.0]), "level_weights"),
+    (lambda: GMMConfig(mask_grad="sticky"), "gmm.mask_grad"),
+])
+def test_bad_input_raises_value_error(call, message):
+  with pytest.raises(ValueError, match=message):
+    call()
+
+
+def test_ghmlc_docstring_documents_shapes():
+  doc = losses.ghmlc_loss.__doc__
+  for fragment in ("[B, V, D]", "[B, H]", "level_losses", "gmm.mask_grad", "enforce_hierarchy"):
+    assert fragment in doc

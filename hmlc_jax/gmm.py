@@ -174,8 +174,16 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
     data = jnp.mean(jnp.abs(rows), axis=0)
   fit = fit_gmm(data, num_levels, num_iters=config.num_iters, var_floor=config.var_floor,
                 count_floor=config.count_floor, init=config.init)
-  fit = _sort_components(fit, descending=config.order == "descending")
-  soft = jnp.swapaxes(fit.responsibilities, -1, -2)           # [..., H, D]
+  rank = _component_ranks(fit.means, descending=config.order == "descending")  # [..., K]
+  # Level h collects the component ranked h: a [..., K, K] one-hot mixing of
+  # the responsibilities, elementwise (a gather along K is far slower on CPU).
+  to_level = (rank[..., None, :] == jnp.arange(num_levels)[:, None]).astype(z.dtype)
+  resp = jnp.swapaxes(fit.responsibilities, -1, -2)                         # [..., K, D]
+  soft = jnp.sum(to_level[..., :, :, None] * resp[..., None, :, :], axis=-2)  # [..., H, D]
+  by_level = lambda p: jnp.sum(to_level * p[..., None, :], axis=-1)
+  fit = fit._replace(weights=by_level(fit.weights), means=by_level(fit.means),
+                     variances=by_level(fit.variances),
+                     responsibilities=jnp.swapaxes(soft, -1, -2))
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-2), num_levels, axis=-2, dtype=soft.dtype)
   if config.mask_grad == "hard":
     masks = jax.lax.stop_gradient(hard)
@@ -266,13 +274,13 @@ def _e_step(x, params):
   return resp, jnp.mean(log_norm, axis=-1)
 
 
-def _sort_components(fit: GMMFit, descending: bool) -> GMMFit:
-  """Reorders the components of every fit by mean."""
-  order = jnp.argsort(-fit.means if descending else fit.means, axis=-1)
-  take = lambda a: jnp.take_along_axis(a, order, axis=-1)
-  resp = jnp.take_along_axis(fit.responsibilities, order[..., None, :], axis=-1)
-  return fit._replace(weights=take(fit.weights), means=take(fit.means),
-                      variances=take(fit.variances), responsibilities=resp)
+def _component_ranks(means, descending: bool):
+  """Rank of every component by mean (ties by index): int ``[..., K]``."""
+  key = -means if descending else means
+  k = means.shape[-1]
+  before = (key[..., None, :] < key[..., :, None]) | (
+      (key[..., None, :] == key[..., :, None]) & (jnp.arange(k) < jnp.arange(k)[:, None]))
+  return jnp.sum(before, axis=-1)
 
 
 def _check_choice(name, value, choices):

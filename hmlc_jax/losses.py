@@ -319,16 +319,21 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
   anchor_ok = local(valid_rows)
   weight = valid_rows.astype(a.dtype)
 
-  # Positives, from per-group sums of the valid contrast rows.
-  group_sum = jax.vmap(lambda x, w, g: jax.ops.segment_sum(
-      x * w[:, None], g, num_segments=global_examples))(
-          jnp.broadcast_to(c, (num_levels,) + c.shape[1:]), weight, row_ids)   # [L, Bg, D]
-  group_count = jax.vmap(lambda w, g: jax.ops.segment_sum(
-      w, g, num_segments=global_examples))(weight, row_ids)                    # [L, Bg]
-  own_group = jnp.take_along_axis(group_sum, anchor_ids[..., None], axis=1)   # [L, Na, D]
-  self_dot = jnp.where(anchor_ok, jnp.sum(jnp.square(a), axis=-1), 0.0)
-  pos_logits = (jnp.sum(a * own_group, axis=-1) - self_dot) / temperature    # [L, Na]
-  num_pos = jnp.take_along_axis(group_count, anchor_ids, axis=1) - anchor_ok
+  # Positives, from per-group sums of the valid contrast rows. A Python loop
+  # over levels: one plain 2-D scatter each is ~10x faster on CPU than the
+  # batched scatter a vmap over levels lowers to.
+  pos_dots, pos_counts = [], []
+  for level in range(num_levels):
+    a_l, c_l = a[min(level, a.shape[0] - 1)], c[min(level, c.shape[0] - 1)]
+    ids, w = row_ids[level], weight[level]
+    group_sum = jax.ops.segment_sum(c_l * w[:, None], ids, num_segments=global_examples)
+    group_count = jax.ops.segment_sum(w, ids, num_segments=global_examples)
+    mine = anchor_ids[level]
+    pos_dots.append(jnp.sum(a_l * group_sum[mine], axis=-1))
+    pos_counts.append(group_count[mine])
+  self_dot = jnp.where(anchor_ok, jnp.sum(jnp.square(a), axis=-1), 0.0)      # [L, Na]
+  pos_logits = (jnp.stack(pos_dots) - self_dot) / temperature
+  num_pos = jnp.stack(pos_counts) - anchor_ok
 
   # Contrast sums: one exponential per distinct feature set.
   logits = jnp.einsum("fnd,fmd->fnm", a, c) / temperature                     # [F, Na, Ng]

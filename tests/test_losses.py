@@ -119,8 +119,22 @@ def test_ghmlc_level_order_follows_component_means():
   rng = np.random.default_rng(0)
   z = np.concatenate([5 + rng.normal(size=(6, 2, 8)), 0.1 * rng.normal(size=(6, 2, 24))], -1)
   for order, coarse in (("descending", slice(0, 8)), ("ascending", slice(8, 32))):
-    masks, _ = level_masks(jnp.asarray(z, jnp.float32), 2, GMMConfig(order=order))
+    masks, fit = level_masks(jnp.asarray(z, jnp.float32), 2, GMMConfig(order=order))
     assert np.all(np.asarray(masks)[:, :, 0, coarse] == 1.0)
+    step = np.diff(np.asarray(fit.means), axis=-1)
+    assert np.all(step < 0) if order == "descending" else np.all(step > 0)
+
+
+def test_ghmlc_three_levels_take_components_in_mean_order():
+  rng = np.random.default_rng(1)
+  centres = np.repeat([0.0, 4.0, -4.0], [20, 6, 6])         # middle, high, low dimensions
+  z = jnp.asarray(centres + 0.2 * rng.normal(size=(5, 2, 32)), jnp.float32)
+  masks, fit = level_masks(z, 3, GMMConfig())
+  levels = np.argmax(np.asarray(masks), axis=2)               # [B, V, D] level of each dim
+  np.testing.assert_array_equal(levels, np.broadcast_to(np.repeat([1, 0, 2], [20, 6, 6]),
+                                                        levels.shape))
+  np.testing.assert_allclose(np.asarray(fit.responsibilities).sum(-1), 1.0, rtol=1e-5)
+  assert np.all(np.diff(np.asarray(fit.means), axis=-1) < 0)
 
 
 def _loss_fns(num_levels):

@@ -1,0 +1,30 @@
+"""Evaluate every loss on a random hierarchical batch (`main.py --mode=demo`).
+
+    python main.py --config=configs/demo.py
+    python main.py --config=configs/demo.py:smoke          # tiny, seconds
+    python main.py --config=configs/demo.py --config.gmm.mask_grad=soft
+"""
+import ml_collections
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 512          # examples; each has `num_views` rows
+  config.num_views = 2
+  config.embedding_dim = 128
+  config.num_levels = 2            # H: hierarchy depth, coarsest level first
+  config.branching = 10            # children per node of the random label tree
+  config.temperature = 0.07
+  config.base_temperature = 0.07
+  config.layer_penalty = "exp"     # HMC/HCE/HMCE: "exp" or "pow2"
+  config.level_weights = "uniform"  # G-HMLC/A-HMLC: "uniform", "exp", "pow2"
+  config.gmm = ml_collections.ConfigDict(dict(
+      num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
+      fit_over="sample", order="descending", mask_grad="hard"))
+  config.timing_repeats = 5        # timed forward+grad calls per loss
+  if arg == "smoke":
+    config.batch_size, config.embedding_dim, config.timing_repeats = 16, 16, 1
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r} of configs/demo.py; use '' or 'smoke'")
+  return config

@@ -16,8 +16,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hmlc_jax import losses
+from hmlc_jax import hierarchy, losses
 from hmlc_jax.gmm import GMMConfig
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field, before anything compiles."""
+  for field in ("batch_size", "num_views", "num_levels", "branching", "timing_repeats"):
+    if config[field] < 1:
+      raise ValueError(f"config.{field} must be at least 1, got {config[field]}")
+  if config.embedding_dim < config.num_levels:
+    raise ValueError(f"config.embedding_dim ({config.embedding_dim}) must be at least "
+                     f"config.num_levels ({config.num_levels})")
+  for field in ("temperature", "base_temperature"):
+    if not config[field] > 0:
+      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+  GMMConfig(**config.gmm)
+  hierarchy.hmlc_penalties(config.num_levels, config.layer_penalty)
+  hierarchy.level_weights(config.level_weights, config.num_levels)
 
 
 def random_batch(config: ml_collections.ConfigDict):
@@ -70,6 +86,7 @@ def evaluate(config: ml_collections.ConfigDict) -> list[dict]:
 
 def run(config: ml_collections.ConfigDict) -> list[dict]:
   """Prints the table of ``evaluate(config)`` and returns its rows."""
+  check_config(config)
   print(f"batch: B={config.batch_size} V={config.num_views} D={config.embedding_dim} "
         f"H={config.num_levels} on {jax.devices()[0].platform} "
         f"({jax.device_count()} device{'s' if jax.device_count() > 1 else ''})")

@@ -130,6 +130,9 @@ def level_weights(scheme: LevelWeights, num_levels: int) -> np.ndarray:
     float64 ``[H]``.
   """
   if isinstance(scheme, str):
+    if scheme not in ("uniform", "exp", "pow2"):
+      raise ValueError(f"unknown level_weights {scheme!r}; use 'uniform', 'exp', 'pow2' "
+                       "or a list of one weight per level")
     if scheme == "uniform":
       raw = np.ones(num_levels)
     else:

@@ -24,11 +24,14 @@ LOSSES = {
     "hmc": lambda z, y, m, o: losses.hmlc_loss(z, y, kind="hmc", **o),
     "hce": lambda z, y, m, o: losses.hmlc_loss(z, y, kind="hce", **o),
     "hmce": lambda z, y, m, o: losses.hmlc_loss(z, y, kind="hmce", **o),
-    "ghmlc": lambda z, y, m, o: losses.ghmlc_loss(z, y, full_weight=0.5, **o),
+    # Two EM iterations keep compiles short; test_gmm covers degenerate rows at
+    # the default iteration count.
+    "ghmlc": lambda z, y, m, o: losses.ghmlc_loss(
+        z, y, gmm=GMMConfig(num_iters=2), full_weight=0.5, **o),
+    # Soft masks carry the GMM's gradient (straight-through masks combine the
+    # hard forward above with this backward).
     "ghmlc_soft_batch": lambda z, y, m, o: losses.ghmlc_loss(
-        z, y, gmm=GMMConfig(mask_grad="soft", fit_over="batch", num_iters=3), **o),
-    "ghmlc_straight_through": lambda z, y, m, o: losses.ghmlc_loss(
-        z, y, gmm=GMMConfig(mask_grad="straight_through", num_iters=3),
+        z, y, gmm=GMMConfig(mask_grad="soft", fit_over="batch", num_iters=2),
         enforce_hierarchy=True, **o),
     "ahmlc": lambda z, y, m, o: losses.ahmlc_loss(z, m, y, full_weight=0.5, **o),
 }
@@ -44,7 +47,7 @@ def _value_and_grad(name):
 
 @st.composite
 def degenerate_batches(draw):
-  batch = draw(st.sampled_from([1, 2, 5]))
+  batch = draw(st.sampled_from([1, 5]))        # few shapes: one compile each
   views = draw(st.sampled_from([1, 2]))
   levels = draw(st.sampled_from([2, 3]))
   rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

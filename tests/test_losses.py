@@ -160,7 +160,7 @@ def test_gradients_match_finite_differences(name):
   with jax.enable_x64(True):
     rng = np.random.default_rng(5)
     x = jnp.asarray(unit_features(rng, 6, 2, 5, np.float64))
-    fn = _loss_fns(2)[name]
+    fn = jax.jit(_loss_fns(2)[name])
     # float64 inputs are computed in float64, so central differences are exact
     # to ~1e-10 here.
     check_grads(fn, (x,), order=1, modes=["rev"], eps=1e-6, atol=1e-5, rtol=1e-5)

@@ -118,8 +118,7 @@ def fit_gmm(x: jnp.ndarray, num_components: int, *, num_iters: int = 10,
   Returns:
     ``GMMFit`` in the units of ``x`` (float32, or float64 for float64 input).
   """
-  x = jnp.asarray(x)
-  x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  x = _at_least_float32(x)
   if num_components < 1 or num_components > x.shape[-1]:
     raise ValueError(
         f"num_components must be in [1, {x.shape[-1]}] for rows of {x.shape[-1]} values, "
@@ -164,8 +163,7 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
     In batch mode the masks are ``[H, D]`` broadcast to ``[..., H, D]``.
   """
   config = config or GMMConfig()
-  z = jnp.asarray(z)
-  z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
+  z = _at_least_float32(z)
   data = z
   if config.fit_over == "batch":
     rows = z.reshape(-1, z.shape[-1])
@@ -174,16 +172,8 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
     data = jnp.mean(jnp.abs(rows), axis=0)
   fit = fit_gmm(data, num_levels, num_iters=config.num_iters, var_floor=config.var_floor,
                 count_floor=config.count_floor, init=config.init)
-  rank = _component_ranks(fit.means, descending=config.order == "descending")  # [..., K]
-  # Level h collects the component ranked h: a [..., K, K] one-hot mixing of
-  # the responsibilities, elementwise (a gather along K is far slower on CPU).
-  to_level = (rank[..., None, :] == jnp.arange(num_levels)[:, None]).astype(z.dtype)
-  resp = jnp.swapaxes(fit.responsibilities, -1, -2)                         # [..., K, D]
-  soft = jnp.sum(to_level[..., :, :, None] * resp[..., None, :, :], axis=-2)  # [..., H, D]
-  by_level = lambda p: jnp.sum(to_level * p[..., None, :], axis=-1)
-  fit = fit._replace(weights=by_level(fit.weights), means=by_level(fit.means),
-                     variances=by_level(fit.variances),
-                     responsibilities=jnp.swapaxes(soft, -1, -2))
+  fit = _order_by_mean(fit, descending=config.order == "descending")
+  soft = jnp.swapaxes(fit.responsibilities, -1, -2)                       # [..., H, D]
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-2), num_levels, axis=-2, dtype=soft.dtype)
   if config.mask_grad == "hard":
     masks = jax.lax.stop_gradient(hard)
@@ -274,13 +264,31 @@ def _e_step(x, params):
   return resp, jnp.mean(log_norm, axis=-1)
 
 
-def _component_ranks(means, descending: bool):
-  """Rank of every component by mean (ties by index): int ``[..., K]``."""
-  key = -means if descending else means
-  k = means.shape[-1]
-  before = (key[..., None, :] < key[..., :, None]) | (
-      (key[..., None, :] == key[..., :, None]) & (jnp.arange(k) < jnp.arange(k)[:, None]))
-  return jnp.sum(before, axis=-1)
+def _order_by_mean(fit: GMMFit, descending: bool) -> GMMFit:
+  """Reorders the components of every fit by mean (ties by index).
+
+  Component ``k``'s rank comes from ``[..., K, K]`` comparisons of the means;
+  the fit is then mixed with the one-hot rank matrix, elementwise (a gather
+  along ``K`` of the ``[..., N, K]`` responsibilities is far slower on CPU).
+  """
+  key = -fit.means if descending else fit.means
+  k = key.shape[-1]
+  index = jnp.arange(k)
+  ahead = (key[..., None, :] < key[..., :, None]) | (
+      (key[..., None, :] == key[..., :, None]) & (index < index[:, None]))
+  rank = jnp.sum(ahead, axis=-1)                                          # [..., K]
+  to_rank = (rank[..., None, :] == index[:, None]).astype(key.dtype)      # [..., K, K]
+  reorder = lambda p: jnp.sum(to_rank * p[..., None, :], axis=-1)
+  resp = jnp.sum(to_rank[..., None, :, :] * fit.responsibilities[..., None, :], axis=-1)
+  return GMMFit(weights=reorder(fit.weights), means=reorder(fit.means),
+                variances=reorder(fit.variances), responsibilities=resp,
+                log_likelihood=fit.log_likelihood)
+
+
+def _at_least_float32(x):
+  """float32 for float32 and narrower inputs; float64 stays float64."""
+  x = jnp.asarray(x)
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _check_choice(name, value, choices):

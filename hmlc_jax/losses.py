@@ -322,9 +322,10 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
   # Positives, from per-group sums of the valid contrast rows. A Python loop
   # over levels: one plain 2-D scatter each is ~10x faster on CPU than the
   # batched scatter a vmap over levels lowers to.
+  features_of = lambda x, level: x[0] if x.shape[0] == 1 else x[level]
   pos_dots, pos_counts = [], []
   for level in range(num_levels):
-    a_l, c_l = a[min(level, a.shape[0] - 1)], c[min(level, c.shape[0] - 1)]
+    a_l, c_l = features_of(a, level), features_of(c, level)
     ids, w = row_ids[level], weight[level]
     group_sum = jax.ops.segment_sum(c_l * w[:, None], ids, num_segments=global_examples)
     group_count = jax.ops.segment_sum(w, ids, num_segments=global_examples)
@@ -401,12 +402,8 @@ def _check_features(x: Any, name: str) -> jnp.ndarray:
     raise ValueError(f"{name} must be floating point, got {x.dtype}")
   if 0 in x.shape:
     raise ValueError(f"{name} must be non-empty, got shape {list(x.shape)}")
-  return x.astype(compute_dtype(x.dtype))
-
-
-def compute_dtype(dtype) -> jnp.dtype:
-  """float32 for float32 and narrower inputs (bf16, fp16); float64 stays float64."""
-  return jnp.promote_types(dtype, jnp.float32)
+  # float32 for float32 and narrower inputs (bf16, fp16); float64 stays float64.
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _check_labels(labels: Any, batch: int, ndim: int) -> jnp.ndarray:

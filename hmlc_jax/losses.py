@@ -319,22 +319,9 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
   anchor_ok = local(valid_rows)
   weight = valid_rows.astype(a.dtype)
 
-  # Positives, from per-group sums of the valid contrast rows. A Python loop
-  # over levels: one plain 2-D scatter each is ~10x faster on CPU than the
-  # batched scatter a vmap over levels lowers to.
-  features_of = lambda x, level: x[0] if x.shape[0] == 1 else x[level]
-  pos_dots, pos_counts = [], []
-  for level in range(num_levels):
-    a_l, c_l = features_of(a, level), features_of(c, level)
-    ids, w = row_ids[level], weight[level]
-    group_sum = jax.ops.segment_sum(c_l * w[:, None], ids, num_segments=global_examples)
-    group_count = jax.ops.segment_sum(w, ids, num_segments=global_examples)
-    mine = anchor_ids[level]
-    pos_dots.append(jnp.sum(a_l * group_sum[mine], axis=-1))
-    pos_counts.append(group_count[mine])
-  self_dot = jnp.where(anchor_ok, jnp.sum(jnp.square(a), axis=-1), 0.0)      # [L, Na]
-  pos_logits = (jnp.stack(pos_dots) - self_dot) / temperature
-  num_pos = jnp.stack(pos_counts) - anchor_ok
+  pos_dots, num_pos = _positive_terms(a, c, row_ids, anchor_ids, weight, anchor_ok,
+                                      global_examples)
+  pos_logits = pos_dots / temperature
 
   # Contrast sums: one exponential per distinct feature set.
   logits = jnp.einsum("fnd,fmd->fnm", a, c) / temperature                     # [F, Na, Ng]
@@ -352,6 +339,35 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
   per_anchor = -(temperature / base_temperature) * (
       pos_logits / jnp.maximum(num_pos, 1) - log_denom)
   return _global_mean(per_anchor, anchor_ok & (num_pos > 0), axis_name)
+
+
+def _positive_terms(a, c, row_ids, anchor_ids, weight, anchor_ok, num_groups):
+  """Per anchor and level: the sum of its dot products with its positives and
+  their number, from per-group sums of the valid contrast rows (no ``N x N``).
+
+  Args:
+    a: ``[F, Na, D]`` anchors; c: ``[F, Ng, D]`` contrast rows (``F`` = 1 or L).
+    row_ids, weight: ``[L, Ng]`` group of every contrast row, 1.0 where valid.
+    anchor_ids, anchor_ok: ``[L, Na]`` the same for the anchors.
+    num_groups: static bound on the ids.
+
+  Returns:
+    ``(dots [L, Na], counts [L, Na])``.
+  """
+  features_of = lambda x, level: x[0] if x.shape[0] == 1 else x[level]
+  dots, counts = [], []
+  # A Python loop over levels: one plain 2-D scatter each is ~10x faster on
+  # CPU than the batched scatter a vmap over levels lowers to.
+  for level in range(row_ids.shape[0]):
+    ids, w = row_ids[level], weight[level]
+    group_sum = jax.ops.segment_sum(features_of(c, level) * w[:, None], ids,
+                                    num_segments=num_groups)
+    group_count = jax.ops.segment_sum(w, ids, num_segments=num_groups)
+    mine = anchor_ids[level]
+    dots.append(jnp.sum(features_of(a, level) * group_sum[mine], axis=-1))
+    counts.append(group_count[mine])
+  self_dot = jnp.where(anchor_ok, jnp.sum(jnp.square(a), axis=-1), 0.0)      # [L, Na]
+  return jnp.stack(dots) - self_dot, jnp.stack(counts) - anchor_ok
 
 
 def _nonpositive(x):

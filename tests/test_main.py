@@ -1,4 +1,5 @@
-"""main.py: the demo runs, and bad input gets one line and exit status 2."""
+"""main.py: the demo runs, --help documents every flag, and bad input gets one line and
+exit status 2 without touching the workdir."""
 import math
 import os
 import subprocess
@@ -18,7 +19,7 @@ def run_main(*args):
 
 
 def test_demo_prints_every_loss():
-  out = run_main("--config=configs/demo.py:smoke", "--config.num_levels=3")
+  out = run_main("--config=configs/demo.py:smoke", "--mode=demo", "--config.num_levels=3")
   assert out.returncode == 0, out.stderr
   table = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[2:]}
   assert sorted(table) == sorted(LOSSES)
@@ -27,22 +28,45 @@ def test_demo_prints_every_loss():
     assert math.isfinite(value) and value > 0 and grad_norm > 0 and ms >= 0
 
 
+def test_help_documents_every_flag():
+  out = run_main("--help")
+  assert out.returncode in (0, 1), out.stderr          # absl exits 1 after --help
+  for flag in ("--config", "--workdir", "--mode", "--cpu_devices"):
+    assert flag in out.stdout, flag
+  assert "train: train (or resume)" in out.stdout
+
+
+SMOKE = "--config=configs/hdigits_ghmlc.py:smoke"
+DEMO = ["--config=configs/demo.py:smoke", "--mode=demo"]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--config=configs/missing.py"], "No such file"),
+    ([SMOKE, "--config.method=hmlc"], "unknown method 'hmlc'"),
+    ([SMOKE, "--config.model.backbone=vgg"], "model.backbone"),
+    ([SMOKE, "--config.dataset.name=mnist"], "unknown dataset.name 'mnist'"),
+    ([SMOKE, "--config.optimizer=rmsprop"], "unknown optimizer"),
+    ([SMOKE, "--config.learning_rate=-1"], "learning_rate must be positive"),
+    ([SMOKE, "--cpu_devices=3"], "not divisible"),
+    (["--config=configs/modelnet40_ghmlc.py:smoke", "--config.dataset.data_dir=/nonexistent"],
+     "/nonexistent"),
+    ([SMOKE, "--mode=demo"], "--mode=demo takes configs/demo.py"),
     (["--config=configs/demo.py:huge"], "unknown variant 'huge'"),
-    (["--config=configs/demo.py:smoke", "--config.no_such_field=1"], "no_such_field"),
-    (["--config=configs/demo.py:smoke", "--config.batch_size=many"], "batch_size"),
-    (["--config=configs/demo.py:smoke", "--config.temperature=0"], "temperature"),
-    (["--config=configs/demo.py:smoke", "--config.gmm.order=random"], "gmm.order"),
-    (["--config=configs/demo.py:smoke", "--config.level_weights=cubic"], "level_weights"),
-    (["--config=configs/demo.py:smoke", "--config.num_levels=0"], "num_levels"),
-    (["--config=configs/demo.py:smoke", "--mode=fly"], "--mode"),
-    (["--config=configs/demo.py:smoke", "stray"], "unexpected arguments"),
+    ([*DEMO, "--config.no_such_field=1"], "no_such_field"),
+    ([*DEMO, "--config.batch_size=many"], "batch_size"),
+    ([*DEMO, "--config.temperature=0"], "temperature"),
+    ([*DEMO, "--config.gmm.order=random"], "gmm.order"),
+    ([*DEMO, "--config.level_weights=cubic"], "level_weights"),
+    ([*DEMO, "--config.num_levels=0"], "num_levels"),
+    ([*DEMO, "--mode=fly"], "--mode"),
+    ([*DEMO, "stray"], "unexpected arguments"),
     ([], "--config is required"),
 ])
-def test_bad_input_gets_one_line_and_status_2(args, fragment):
-  out = run_main(*args)
+def test_bad_input_gets_one_line_and_status_2(args, fragment, tmp_path):
+  workdir = tmp_path / "run"
+  out = run_main(*args, f"--workdir={workdir}")
   assert out.returncode == 2, (out.stdout, out.stderr)
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
   assert fragment in lines[0]
+  assert not workdir.exists()

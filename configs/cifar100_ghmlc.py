@@ -1,0 +1,9 @@
+"""ghmlc on CIFAR-100 (20 superclasses -> 100 classes), CIFAR ResNet-18.
+
+    python main.py --config=configs/cifar100_ghmlc.py --workdir=runs/cifar100_ghmlc
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  return common.cifar100("ghmlc", arg)

@@ -1,0 +1,9 @@
+"""hce on CIFAR-100 (20 superclasses -> 100 classes), CIFAR ResNet-18.
+
+    python main.py --config=configs/cifar100_hce.py --workdir=runs/cifar100_hce
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  return common.cifar100("hce", arg)

@@ -1,0 +1,154 @@
+"""Shared defaults for every training config; the per-file configs pick a data set
+and a method and override what differs.
+
+Durations: ``num_epochs`` (or ``num_train_steps`` > 0, which wins), warm-up in
+epochs. ``batch_size`` is the global batch (examples; each gives ``num_views``
+rows to the loss) and must divide by the number of devices. ``learning_rate``
+is the peak of the warm-up + cosine schedule.
+"""
+import ml_collections
+
+METHOD_HELP = "simclr | supcon | hmc | hce | hmce | ghmlc | ahmlc"
+
+
+def base_config(method: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.method = method                 # METHOD_HELP
+  c.seed = 0
+  c.batch_size = 512
+  c.num_views = 2
+  c.num_epochs = 100.0
+  c.num_train_steps = -1            # > 0 overrides num_epochs
+  c.optimizer = "sgd"               # sgd (momentum) | lars | adamw
+  c.learning_rate = 0.5
+  c.momentum = 0.9
+  c.weight_decay = 1e-4
+  c.warmup_epochs = 5.0
+  # Losses (hmlc_jax.losses).
+  c.temperature = 0.1
+  c.base_temperature = 0.07
+  c.layer_penalty = "exp"           # HMC/HCE/HMCE: exp | pow2
+  c.level_weights = "uniform"       # G-/A-HMLC: uniform | exp | pow2 | a list of H numbers
+  c.full_weight = 0.0
+  c.enforce_hierarchy = False
+  c.gmm = ml_collections.ConfigDict(dict(
+      num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
+      fit_over="sample", order="descending", mask_grad="hard"))
+  c.model = ml_collections.ConfigDict(dict(
+      backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
+      attention_activation="sigmoid", dtype="float32"))
+  c.dataset = ml_collections.ConfigDict(dict(
+      name="cifar100", data_dir="", seed=0, download=True, num_points=1024,
+      train_size=0, test_size=0))
+  c.augment = image_augment()
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,
+      probe_weight_decays=(0.0, 1e-4, 1e-3, 1e-2), probe_val_fraction=0.1,
+      knn_k=20, knn_temperature=0.07))
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.log_every_steps = 50
+  c.progress_bar = True
+  c.log_to_console = True
+  return c
+
+
+def image_augment(**overrides) -> ml_collections.ConfigDict:
+  """SimCLR-style image augmentation (hmlc_jax.data.augment)."""
+  a = dict(crop_scale=(0.2, 1.0), flip=True, color_jitter=(0.4, 0.4, 0.4, 0.1),
+           jitter_prob=0.8, grayscale_prob=0.2)
+  a.update(overrides)
+  return ml_collections.ConfigDict(a)
+
+
+def point_augment(**overrides) -> ml_collections.ConfigDict:
+  """Point-cloud augmentation: scale, up-axis rotation, jitter, point dropout."""
+  a = dict(scale=(0.8, 1.25), up_axis=2, jitter_sigma=0.01, jitter_clip=0.05,
+           max_dropout=0.875)
+  a.update(overrides)
+  return ml_collections.ConfigDict(a)
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Seconds-long variant: tiny model, tiny data, a few steps, quick evaluation."""
+  c.batch_size = 16
+  c.num_train_steps = 3
+  c.warmup_epochs = 0.0
+  c.checkpoint_every_steps = 2
+  c.log_every_steps = 1
+  c.model.width = 4
+  c.model.projection_dim = 16
+  c.eval.batch_size = 64
+  c.eval.probe_epochs = 2
+  c.eval.probe_batch_size = 32
+  c.eval.probe_weight_decays = (0.0, 1e-3)
+  c.eval.knn_k = 5
+  return c
+
+
+def apply_variant(c: ml_collections.ConfigDict, arg: str, name: str) -> ml_collections.ConfigDict:
+  """``""`` keeps the config, ``"smoke"`` shrinks it; anything else is an error."""
+  if arg == "smoke":
+    return smoke(c)
+  if arg:
+    raise ValueError(f"unknown variant {arg!r} of {name}; use '' or 'smoke'")
+  return c
+
+
+def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
+  """Hierarchical digits (embedded, offline), small CNN; the README's main run."""
+  c = base_config(method)
+  c.dataset.update(name="hdigits", train_size=20000, test_size=5000)
+  c.model.update(backbone="small_cnn", width=32, convs_per_stage=1)
+  c.augment = image_augment(crop_scale=(0.6, 1.0), flip=False, jitter_prob=0.8,
+                            grayscale_prob=0.0)
+  c.batch_size = 256
+  c.num_epochs = 5.0                # 391 steps: the whole run fits 10 min on 2 CPU cores
+  c.warmup_epochs = 0.5
+  c.optimizer = "adamw"             # measured: SGD at 0.05-0.3 barely moves this small CNN
+  c.learning_rate = 2e-3
+  c.checkpoint_every_steps = 100
+  c.log_every_steps = 25
+  c.eval.probe_epochs = 30
+  c = apply_variant(c, arg, f"configs/hdigits_{method}.py")
+  if arg == "smoke":
+    c.dataset.update(train_size=200, test_size=100)
+  return c
+
+
+def cifar100(method: str, arg: str) -> ml_collections.ConfigDict:
+  """CIFAR-100 (20 superclasses -> 100 classes) through tensorflow-datasets, ResNet-18."""
+  c = base_config(method)
+  c.dataset.update(name="cifar100")
+  c.model.update(backbone="resnet18", width=64, dtype="bfloat16")
+  c.batch_size = 1024
+  c.num_epochs = 500.0
+  c.warmup_epochs = 10.0
+  c.learning_rate = 0.5
+  c.checkpoint_every_steps = 1000
+  c = apply_variant(c, arg, f"configs/cifar100_{method}.py")
+  if arg == "smoke":
+    c.model.dtype = "float32"
+  return c
+
+
+def point_clouds(name: str, method: str, arg: str) -> ml_collections.ConfigDict:
+  """ModelNet40 or shapes3d with PointNet."""
+  c = base_config(method)
+  c.dataset.update(name=name, num_points=1024)
+  c.model.update(backbone="pointnet", width=64)
+  c.augment = point_augment(up_axis=1 if name == "modelnet40" else 2)
+  c.batch_size = 256
+  c.num_epochs = 200.0
+  c.warmup_epochs = 10.0
+  c.learning_rate = 0.1
+  c.checkpoint_every_steps = 500
+  if name == "shapes3d":
+    c.dataset.update(train_size=4000, test_size=1000)
+    c.num_epochs = 30.0
+  c = apply_variant(c, arg, f"configs/{name}_{method}.py")
+  if arg == "smoke":
+    c.dataset.num_points = 64
+    if name == "shapes3d":
+      c.dataset.update(train_size=64, test_size=32)
+  return c

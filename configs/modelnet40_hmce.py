@@ -1,0 +1,12 @@
+"""hmce on ModelNet40 (coarse categories -> 40 classes), PointNet.
+
+Needs the HDF5 release under dataset.data_dir (see README, "Data"):
+
+    python main.py --config=configs/modelnet40_hmce.py \
+        --config.dataset.data_dir=/path/to/modelnet40_ply_hdf5_2048 --workdir=runs/mn40_hmce
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  return common.point_clouds("modelnet40", "hmce", arg)

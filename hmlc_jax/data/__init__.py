@@ -1,0 +1,74 @@
+"""Data sets as in-memory arrays with hierarchical labels.
+
+Every loader returns a `Dataset`: NumPy arrays for train and test, labels
+int32 ``[N, H]`` with column 0 the coarsest level, validated as a tree. The
+training loop gathers batches by index on the host and augments them on the
+device (`hmlc_jax.data.augment`), so a data set only has to fit in host memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Tuple
+
+import ml_collections
+import numpy as np
+
+from hmlc_jax import hierarchy
+from hmlc_jax.errors import UserInputError
+
+DATASETS = ("hdigits", "cifar100", "modelnet40", "shapes3d")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A data set held in host memory.
+
+  Attributes:
+    name: registry name, e.g. "hdigits".
+    kind: "image" (``x`` uint8 ``[N, H, W, C]``) or "points" (``x`` float32
+      ``[N, P, 3]``, centred, inside the unit ball).
+    train_x, train_y: training inputs and int32 labels ``[N, H]``.
+    test_x, test_y: test inputs and labels.
+    num_classes: classes per level (labels of level h lie in ``[0, num_classes[h])``).
+    level_names: one name per level, coarsest first.
+  """
+  name: str
+  kind: str
+  train_x: np.ndarray
+  train_y: np.ndarray
+  test_x: np.ndarray
+  test_y: np.ndarray
+  num_classes: Tuple[int, ...]
+  level_names: Tuple[str, ...]
+
+  @property
+  def num_levels(self) -> int:
+    return self.train_y.shape[1]
+
+
+def check_labels(labels: np.ndarray, num_classes, split: str) -> np.ndarray:
+  """Returns labels as int32 ``[N, H]``; UserInputError if out of range or not a tree."""
+  labels = np.asarray(labels)
+  if labels.ndim != 2 or labels.shape[1] != len(num_classes):
+    raise UserInputError(f"{split} labels must have shape [N, {len(num_classes)}], "
+                         f"got {list(labels.shape)}")
+  for level, n in enumerate(num_classes):
+    column = labels[:, level]
+    if column.size and (column.min() < 0 or column.max() >= n):
+      raise UserInputError(f"{split} labels of level {level} must lie in [0, {n}), "
+                           f"found {column.min()}..{column.max()}")
+  try:
+    hierarchy.validate_tree(labels)
+  except ValueError as e:
+    raise UserInputError(f"{split} labels: {e}") from None
+  return labels.astype(np.int32)
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
+  """Loads ``config.dataset.name`` (hdigits, cifar100, modelnet40, shapes3d)."""
+  if config.name not in DATASETS:
+    raise UserInputError(f"unknown dataset.name {config.name!r}; choose one of "
+                         f"{list(DATASETS)}")
+  module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
+  return module.load(config)

@@ -1,0 +1,226 @@
+"""Evaluation of a frozen encoder: linear probe, kNN, consistency, variance.
+
+All per level, coarsest first. The linear probe is softmax regression on
+standardised representations, trained with Adam in one jitted program for a
+grid of weight decays at once; the weight decay and the number of epochs are
+chosen on a validation split held out from the training set, the probe is
+then refitted on the whole training set with those values, and the test set
+is scored once.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Dict, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from hmlc_jax.data import Dataset, augment
+
+
+def extract_features(model, variables, inputs: np.ndarray, kind: str,
+                     batch_size: int) -> Dict[str, np.ndarray]:
+  """Eval-mode ``representation`` [N, R] and ``embedding`` [N, D] (float32, host).
+
+  Batches are padded to ``batch_size`` so the jitted function compiles once.
+  """
+  @jax.jit
+  def apply(x):
+    out = model.apply(variables, augment.prepare_eval(x, kind), train=False)
+    return out["representation"], out["embedding"]
+
+  reps, embs = [], []
+  for start in range(0, len(inputs), batch_size):
+    chunk = inputs[start:start + batch_size]
+    pad = batch_size - len(chunk)
+    padded = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)]) if pad else chunk
+    r, e = jax.device_get(apply(padded))
+    reps.append(r[:len(chunk)])
+    embs.append(e[:len(chunk)])
+  return {"representation": np.concatenate(reps), "embedding": np.concatenate(embs)}
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...]:
+  """Zero mean, unit variance per feature, with the statistics of ``train``."""
+  mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+  return tuple((x - mean) / std for x in (train,) + others)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
+def fit_softmax_regression(features, labels, weights, eval_features, eval_labels, eval_valid,
+                           weight_decays, key, *, num_classes: int, epochs: int,
+                           batch_size: int, learning_rate: float):
+  """Adam-trained softmax regression, one model per weight decay, scored every epoch.
+
+  Args:
+    features: float32 ``[N, R]``; labels int32 ``[N]``.
+    weights: float32 ``[N]``, 1 for the rows that train the probe, 0 for held-out
+      rows (so that the selection fit and the final fit share one compilation).
+    eval_features, eval_labels: the split scored after every epoch ``[M, R]``, ``[M]``.
+    eval_valid: bool ``[M]``, False for padding rows.
+    weight_decays: float32 ``[G]`` L2 penalties (``wd / 2 * ||W||^2``).
+
+  Returns:
+    (accuracy ``[G, epochs]`` on the valid eval rows after each epoch,
+    predictions ``[G, epochs, M]``).
+  """
+  n, r = features.shape
+  steps = n // batch_size
+  tx = optax.adam(learning_rate)
+
+  def loss(params, x, y, w, wd):
+    logits = x @ params["w"] + params["b"]
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.sum(w * nll) / jnp.maximum(jnp.sum(w), 1.0) + 0.5 * wd * jnp.sum(params["w"] ** 2)
+
+  def one_model(wd):
+    params = {"w": jnp.zeros((r, num_classes)), "b": jnp.zeros((num_classes,))}
+
+    def epoch(carry, epoch_key):
+      params, opt = carry
+      order = jax.random.permutation(epoch_key, n)[:steps * batch_size].reshape(steps, -1)
+
+      def step(carry, idx):
+        params, opt = carry
+        grads = jax.grad(loss)(params, features[idx], labels[idx], weights[idx], wd)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), None
+
+      (params, opt), _ = jax.lax.scan(step, (params, opt), order)
+      pred = jnp.argmax(eval_features @ params["w"] + params["b"], axis=-1)
+      correct = jnp.sum((pred == eval_labels) & eval_valid) / jnp.sum(eval_valid)
+      return (params, opt), (correct, pred)
+
+    _, out = jax.lax.scan(epoch, (params, tx.init(params)), jax.random.split(key, epochs))
+    return out
+
+  return jax.vmap(one_model)(weight_decays)
+
+
+def _padded(x: np.ndarray, rows: int) -> np.ndarray:
+  return np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)])
+
+
+def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
+                 config: ml_collections.ConfigDict, seed: int) -> Dict:
+  """Chooses weight decay and epochs on a validation split, then scores test once.
+
+  The selection fit trains on the training rows outside the validation split
+  and scores the validation rows after every epoch. The final fit trains on
+  every training row with the same data order; its state after the chosen
+  number of epochs (with the chosen weight decay) scores the test split.
+
+  Args:
+    train_x, test_x: standardised features ``[N, R]``, ``[M, R]``.
+    train_y, test_y: int labels of one level.
+
+  Returns:
+    ``accuracy`` (test), ``predictions`` [M], ``weight_decay``, ``epochs``,
+    ``val_accuracy`` (of the chosen setting).
+  """
+  rng = np.random.default_rng(seed)
+  n_val = max(1, int(round(config.probe_val_fraction * len(train_x))))
+  val = rng.permutation(len(train_x))[:n_val]
+  fit_weights = np.ones(len(train_x), np.float32)
+  fit_weights[val] = 0.0
+  rows = max(n_val, len(test_x))
+  valid = lambda n: np.arange(rows) < n
+  run = functools.partial(
+      fit_softmax_regression, train_x, train_y,
+      weight_decays=jnp.asarray(config.probe_weight_decays, jnp.float32),
+      key=jax.random.key(seed), num_classes=num_classes, epochs=config.probe_epochs,
+      batch_size=min(config.probe_batch_size, len(train_x)),
+      learning_rate=config.probe_learning_rate)
+  val_acc, _ = run(fit_weights, _padded(train_x[val], rows), _padded(train_y[val], rows),
+                   valid(n_val))
+  val_acc = np.asarray(val_acc)
+  g, e = np.unravel_index(np.argmax(val_acc), val_acc.shape)   # first best: fewest epochs
+  test_acc, preds = run(np.ones(len(train_x), np.float32), _padded(test_x, rows),
+                        _padded(test_y, rows), valid(len(test_x)))
+  return {"accuracy": float(test_acc[g, e]), "predictions": np.asarray(preds[g, e, :len(test_x)]),
+          "weight_decay": float(config.probe_weight_decays[g]), "epochs": int(e) + 1,
+          "val_accuracy": float(val_acc[g, e])}
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "k"))
+def knn_predict(train_feats, train_labels, query_feats, *, num_classes: int, k: int,
+                temperature: float):
+  """Weighted kNN on cosine similarity: votes ``exp(sim / T)`` of the ``k`` nearest.
+
+  Args:
+    train_feats: L2-normalised ``[N, R]``; train_labels int ``[N]``.
+    query_feats: L2-normalised ``[M, R]``.
+
+  Returns:
+    int32 predictions ``[M]``.
+  """
+  sims, idx = jax.lax.top_k(query_feats @ train_feats.T, k)
+  votes = jax.nn.one_hot(train_labels[idx], num_classes) * jnp.exp(sims / temperature)[..., None]
+  return jnp.argmax(votes.sum(axis=1), axis=-1)
+
+
+def knn_accuracy(train_x, train_y, test_x, test_y, num_classes: int,
+                 config: ml_collections.ConfigDict) -> float:
+  """Per-level weighted-kNN test accuracy on cosine similarity of raw representations."""
+  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  train_u, test_u = jnp.asarray(unit(train_x)), unit(test_x)
+  k = min(config.knn_k, len(train_x))
+  preds = [knn_predict(train_u, train_y, test_u[s:s + 1024], num_classes=num_classes, k=k,
+                       temperature=config.knn_temperature)
+           for s in range(0, len(test_u), 1024)]
+  return float(np.mean(np.concatenate(preds) == test_y))
+
+
+def parent_maps(labels: np.ndarray) -> Sequence[np.ndarray]:
+  """For each level h >= 1, ``parent[c]`` = the level-(h-1) class above class c (-1 if unseen)."""
+  maps = []
+  for h in range(1, labels.shape[1]):
+    parent = np.full(labels[:, h].max() + 1, -1)
+    parent[labels[:, h]] = labels[:, h - 1]
+    maps.append(parent)
+  return maps
+
+
+def hierarchical_consistency(predictions: Sequence[np.ndarray], train_y: np.ndarray) -> float:
+  """Fraction of examples whose predicted class at every level lies under the predicted
+  class of the level above (tree from the training labels)."""
+  consistent = np.ones(len(predictions[0]), bool)
+  for h, parent in enumerate(parent_maps(train_y), start=1):
+    fine = predictions[h]
+    known = fine < len(parent)
+    above = np.where(known, parent[np.minimum(fine, len(parent) - 1)], -1)
+    consistent &= above == predictions[h - 1]
+  return float(consistent.mean())
+
+
+def embedding_variance(embeddings: np.ndarray) -> float:
+  """Trace of the covariance of L2-normalised embeddings ``[N, D]`` (in [0, 1])."""
+  unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+  return float(np.sum(np.var(unit.astype(np.float64), axis=0)))
+
+
+def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.ConfigDict,
+                     seed: int) -> Dict:
+  """All evaluation numbers of a frozen encoder for ``results.json``."""
+  train = extract_features(model, variables, data.train_x, data.kind, config.batch_size)
+  test = extract_features(model, variables, data.test_x, data.kind, config.batch_size)
+  train_r, test_r = standardize(train["representation"], test["representation"])
+  probes, knn = [], []
+  for h, classes in enumerate(data.num_classes):
+    probes.append(linear_probe(train_r, data.train_y[:, h], test_r, data.test_y[:, h],
+                               classes, config, seed + h))
+    knn.append(knn_accuracy(train["representation"], data.train_y[:, h],
+                            test["representation"], data.test_y[:, h], classes, config))
+  return {
+      "linear_probe_accuracy": [p["accuracy"] for p in probes],
+      "linear_probe_val_accuracy": [p["val_accuracy"] for p in probes],
+      "linear_probe_settings": [{"weight_decay": p["weight_decay"], "epochs": p["epochs"]}
+                                for p in probes],
+      "knn_accuracy": knn,
+      "hierarchical_consistency": hierarchical_consistency(
+          [p["predictions"] for p in probes], data.train_y),
+      "embedding_variance": embedding_variance(test["embedding"]),
+  }

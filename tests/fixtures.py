@@ -1,0 +1,88 @@
+"""Test data written by tests: mock CIFAR-100 for tensorflow-datasets and a tiny
+ModelNet40 HDF5 release in the standard layout."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hmlc_jax.data import modelnet40
+
+CIFAR_SIZES = {"train": 30, "test": 10}
+
+
+def coarse_of(fine: np.ndarray) -> np.ndarray:
+  """A fixed, tree-consistent superclass of every class for the mock data."""
+  return (fine * 7) % 20
+
+
+def write_cifar_metadata(root):
+  """tfds metadata with split sizes, so that ``batch_size=-1`` works on mock data.
+
+  Without it tfds batches mock data by ``sys.maxsize`` and TensorFlow aborts.
+  """
+  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
+  builder = tfds.builder("cifar100", data_dir=str(root))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
+      for name, size in CIFAR_SIZES.items()]))
+  os.makedirs(builder.data_dir)
+  builder.info.write_to_directory(builder.data_dir)
+  return str(root)
+
+
+def mock_as_dataset(self, split, *args, misplaced_class=None, **kwargs):
+  """Mock ``_as_dataset``: random images, labels with ``coarse = coarse_of(fine)``.
+
+  With ``misplaced_class``, the train split also puts that class under a
+  second superclass, so that the labels are not a tree.
+  """
+  import tensorflow as tf   # pylint: disable=g-import-not-at-top
+  del self, args, kwargs
+  n = CIFAR_SIZES[str(split)]
+  rng = np.random.default_rng(list(CIFAR_SIZES).index(str(split)))
+  fine = rng.integers(0, 100, size=n)
+  coarse = coarse_of(fine)
+  if misplaced_class is not None and str(split) == "train":
+    fine[:2] = misplaced_class
+    coarse[:2] = coarse_of(np.array([misplaced_class, misplaced_class + 1]))
+  return tf.data.Dataset.from_tensor_slices({
+      "id": np.array([f"{split}_{i}".encode() for i in range(n)]),
+      "image": rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
+      "label": fine, "coarse_label": coarse})
+
+
+def write_h5(path, data, label) -> None:
+  import h5py   # pylint: disable=g-import-not-at-top
+  with h5py.File(path, "w") as f:
+    f.create_dataset("data", data=data)
+    f.create_dataset("label", data=label)
+
+
+def write_modelnet(root, points_per_cloud: int = 16, seed: int = 0) -> dict:
+  """A tiny release: two train files and one test file, standard list files.
+
+  Returns:
+    {split: (raw float32 points [N, points_per_cloud, 3], class ids [N])}.
+  """
+  rng = np.random.default_rng(seed)
+  files = {"train": ["ply_data_train0.h5", "ply_data_train1.h5"], "test": ["ply_data_test0.h5"]}
+  sizes = {"ply_data_train0.h5": 5, "ply_data_train1.h5": 3, "ply_data_test0.h5": 4}
+  raw = {}
+  for split, names in files.items():
+    xs, ys = [], []
+    for name in names:
+      x = (rng.normal(size=(sizes[name], points_per_cloud, 3)) * rng.uniform(0.1, 5)
+           + rng.normal(size=(sizes[name], 1, 3)) * 3).astype(np.float32)
+      y = rng.integers(0, 40, size=(sizes[name], 1)).astype(np.uint8)
+      write_h5(os.path.join(root, name), x, y)
+      xs.append(x)
+      ys.append(y[:, 0])
+    with open(os.path.join(root, f"{split}_files.txt"), "w") as f:
+      f.writelines(f"data/modelnet40_ply_hdf5_2048/{name}\n" for name in names)
+    raw[split] = (np.concatenate(xs), np.concatenate(ys).astype(np.int64))
+  with open(os.path.join(root, "shape_names.txt"), "w") as f:
+    f.write("\n".join(modelnet40.CLASS_NAMES) + "\n")
+  return raw
+
+

@@ -1,0 +1,51 @@
+"""Runs a config's `:smoke` variant in-process and checks what every run must produce."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hmlc_jax import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_KEYS = {"linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
+               "embedding_variance", "train_loss", "steps", "examples_per_sec",
+               "wall_seconds", "config"}
+
+
+def smoke_config(name: str, **overrides):
+  """``configs/<name>.py:smoke`` with dotted-name overrides (``dataset.data_dir=...``)."""
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("smoke")
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def run_and_check(config, workdir: str, num_levels: int = 2) -> dict:
+  """Trains + evaluates in-process; asserts the results and the files of the run."""
+  results = train.train_and_evaluate(config, str(workdir))
+  assert RESULT_KEYS <= set(results)
+  assert results["steps"] == config.num_train_steps
+  assert math.isfinite(results["train_loss"]) and results["train_loss"] > 0
+  for key in ("linear_probe_accuracy", "knn_accuracy"):
+    assert len(results[key]) == num_levels
+    assert all(0.0 <= a <= 1.0 for a in results[key])
+  assert 0.0 <= results["hierarchical_consistency"] <= 1.0
+  assert 0.0 <= results["embedding_variance"] <= 1.0
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["train_loss"] == results["train_loss"]
+  steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit())
+  assert steps[-1] == config.num_train_steps
+  assert np.isfinite(results["train_loss"])
+  return results

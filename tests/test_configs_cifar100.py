@@ -1,0 +1,20 @@
+"""Every CIFAR-100 config's :smoke variant runs on tensorflow-datasets mock data."""
+import pytest
+
+from tests.fixtures import mock_as_dataset, write_cifar_metadata
+from tests.smoke import run_and_check, smoke_config
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+@pytest.fixture(scope="module")
+def mock_dir(tmp_path_factory):
+  return write_cifar_metadata(tmp_path_factory.mktemp("tfds") / "meta")
+
+
+@pytest.mark.parametrize("method", ["simclr", "supcon", "hmc", "hce", "hmce", "ghmlc", "ahmlc"])
+def test_cifar100_smoke(method, mock_dir, tmp_path):
+  config = smoke_config(f"cifar100_{method}", **{"dataset.data_dir": mock_dir,
+                                                 "dataset.download": False})
+  with tfds.testing.mock_data(data_dir=mock_dir, as_dataset_fn=mock_as_dataset):
+    run_and_check(config, tmp_path / "run")

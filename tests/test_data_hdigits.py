@@ -1,0 +1,73 @@
+"""hdigits: the composites are what DESIGN.md describes, from disjoint sources."""
+import ml_collections
+import numpy as np
+import pytest
+
+from hmlc_jax.data import hdigits
+from hmlc_jax.errors import UserInputError
+
+
+def small(seed=0, **kw):
+  return ml_collections.ConfigDict(dict(seed=seed, train_size=300, test_size=200, **kw))
+
+
+@pytest.fixture(scope="module")
+def data():
+  return hdigits.load(small())
+
+
+def test_shapes_labels_and_balance(data):
+  assert data.train_x.shape == (300, 32, 32, 1) and data.train_x.dtype == np.uint8
+  assert data.test_x.shape == (200, 32, 32, 1)
+  y = data.train_y
+  assert y.dtype == np.int32 and np.array_equal(y[:, 0], y[:, 1] // 10)
+  assert np.bincount(y[:, 1], minlength=100).tolist() == [3] * 100   # 300 = 3 per path
+  assert data.num_classes == (10, 100) and data.level_names == ("category", "class")
+
+
+def test_deterministic_in_seed():
+  a, b, c = hdigits.load(small(0)), hdigits.load(small(0)), hdigits.load(small(1))
+  assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
+  assert not np.array_equal(a.train_x, c.train_x)
+
+
+def test_upscale_matrix_is_bilinear():
+  up = hdigits.upscale_matrix(8, 32)
+  np.testing.assert_allclose(up.sum(axis=1), 1.0)
+  ramp = np.arange(8.0)
+  # Linear data stay linear inside the support (output centre c maps to (c+0.5)/4-0.5).
+  centres = (np.arange(32) + 0.5) / 4 - 0.5
+  inside = (centres >= 0) & (centres <= 7)
+  np.testing.assert_allclose((up @ ramp)[inside], centres[inside], atol=1e-12)
+
+
+def test_train_and_test_sources_are_disjoint_per_digit():
+  rng = np.random.default_rng(0)
+  digits = np.repeat(np.arange(10), 20)
+  train, test = hdigits.split_sources(digits, 0.3, rng)
+  for d in range(10):
+    assert not set(train[d]) & set(test[d])
+    assert np.all(digits[train[d]] == d) and np.all(digits[test[d]] == d)
+    assert len(test[d]) == 6
+
+
+def test_composite_is_max_of_upscaled_class_and_pasted_category():
+  images = np.zeros((10, 8, 8))
+  for d in range(10):                       # digit d: a constant image of value d/10
+    images[d] = d / 10
+  sources = [np.array([d]) for d in range(10)]
+  x, y = hdigits.compose(images, sources, 100, np.random.default_rng(3))
+  for i in range(100):
+    category, klass = y[i, 0], y[i, 1] % 10
+    pixels = x[i, :, :, 0].astype(float)
+    big, top = klass / 10 * 255, max(category, klass) / 10 * 255
+    at_top = np.abs(pixels - top) <= 1
+    assert np.all(at_top | (np.abs(pixels - big) <= 1))
+    if category > klass:                    # exactly one visible 8x8 patch
+      rows, cols = np.nonzero(at_top)
+      assert at_top.sum() == 64 and np.ptp(rows) == 7 and np.ptp(cols) == 7
+
+
+def test_too_small_sizes_are_user_errors():
+  with pytest.raises(UserInputError, match="dataset.train_size"):
+    hdigits.load(ml_collections.ConfigDict(dict(seed=0, train_size=10, test_size=200)))

@@ -1,0 +1,106 @@
+"""Evaluation: kNN and variance against NumPy oracles, probe against scikit-learn,
+and the probe's choices never look at the test split."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from hmlc_jax import evaluate
+
+
+def probe_config(**kw):
+  c = dict(probe_epochs=20, probe_learning_rate=1e-2, probe_batch_size=64,
+           probe_weight_decays=(0.0, 1e-3, 1e-1), probe_val_fraction=0.2,
+           knn_k=5, knn_temperature=0.07)
+  c.update(kw)
+  return ml_collections.ConfigDict(c)
+
+
+def blobs(rng, n, classes=4, dim=8, spread=1.5):
+  centres = rng.normal(size=(classes, dim)) * 2
+  y = rng.integers(0, classes, n)
+  return (centres[y] + spread * rng.normal(size=(n, dim))).astype(np.float32), y.astype(np.int32)
+
+
+def test_linear_probe_matches_sklearn_logistic_regression():
+  rng = np.random.default_rng(0)
+  x, y = blobs(rng, 900)
+  train_x, test_x = evaluate.standardize(x[:600], x[600:])
+  ours = evaluate.linear_probe(train_x, y[:600], test_x, y[600:], 4, probe_config(), seed=0)
+  sk = LogisticRegression(C=10.0, max_iter=2000).fit(train_x, y[:600])
+  reference = sk.score(test_x, y[600:])
+  assert 0.5 < reference < 0.99              # a task that is neither trivial nor hopeless
+  assert abs(ours["accuracy"] - reference) <= 0.03, (ours, reference)
+
+
+def test_probe_settings_do_not_depend_on_test_labels():
+  rng = np.random.default_rng(1)
+  x, y = blobs(rng, 500)
+  train_x, test_x = evaluate.standardize(x[:400], x[400:])
+  a = evaluate.linear_probe(train_x, y[:400], test_x, y[400:], 4, probe_config(), seed=3)
+  shuffled = rng.permutation(y[400:])
+  b = evaluate.linear_probe(train_x, y[:400], test_x, shuffled, 4, probe_config(), seed=3)
+  for key in ("weight_decay", "epochs", "val_accuracy"):
+    assert a[key] == b[key]
+  np.testing.assert_array_equal(a["predictions"], b["predictions"])
+
+
+def knn_oracle(train, train_y, query, classes, k, t):
+  u = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+  sims = u(query).astype(np.float64) @ u(train).astype(np.float64).T
+  preds = []
+  for row in sims:
+    top = np.argsort(-row, kind="stable")[:k]
+    votes = np.zeros(classes)
+    for j in top:
+      votes[train_y[j]] += np.exp(row[j] / t)
+    preds.append(np.argmax(votes))
+  return np.array(preds)
+
+
+def test_knn_matches_oracle():
+  rng = np.random.default_rng(2)
+  train, train_y = blobs(rng, 300, classes=5)
+  query, query_y = blobs(rng, 70, classes=5)
+  cfg = probe_config(knn_k=7, knn_temperature=0.1)
+  expected = np.mean(knn_oracle(train, train_y, query, 5, 7, 0.1) == query_y)
+  assert evaluate.knn_accuracy(train, train_y, query, query_y, 5, cfg) == expected
+
+
+def test_hierarchical_consistency_counts_fine_under_coarse():
+  train_y = np.array([[0, 0], [0, 1], [1, 2], [1, 3]])
+  coarse = np.array([0, 0, 1, 1, 0])
+  fine = np.array([1, 2, 3, 0, 0])            # 2 and 3 sit under 1; 0 and 1 under 0
+  # pairs: (0,1) ok, (0,2) no, (1,3) ok, (1,0) no, (0,0) ok
+  assert evaluate.hierarchical_consistency([coarse, fine], train_y) == 3 / 5
+
+
+def test_embedding_variance_is_trace_of_covariance_of_unit_vectors():
+  rng = np.random.default_rng(4)
+  z = rng.normal(size=(200, 16)) + 2.0
+  unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+  expected = np.trace(np.cov(unit.T, ddof=0))
+  np.testing.assert_allclose(evaluate.embedding_variance(z), expected, rtol=1e-10)
+  assert evaluate.embedding_variance(np.tile(z[:1], (50, 1))) < 1e-12   # collapse: 0
+
+
+def test_softmax_regression_fits_separable_data():
+  rng = np.random.default_rng(5)
+  x, y = blobs(rng, 256, spread=0.05)
+  acc, _ = evaluate.fit_softmax_regression(
+      x, y, np.ones(256, np.float32), x, y, np.ones(256, bool), jnp.array([0.0]),
+      jax.random.key(0), num_classes=4, epochs=5, batch_size=32, learning_rate=0.05)
+  assert float(acc[0, -1]) == 1.0
+
+
+def test_held_out_rows_do_not_train_the_probe():
+  rng = np.random.default_rng(6)
+  x, y = blobs(rng, 128, spread=0.05)
+  flipped = (y + 1) % 4                     # rows with weight 0 carry wrong labels
+  weights = (np.arange(128) < 64).astype(np.float32)
+  labels = np.where(weights > 0, y, flipped)
+  acc, _ = evaluate.fit_softmax_regression(
+      x, labels, weights, x, y, np.ones(128, bool), jnp.array([0.0]), jax.random.key(0),
+      num_classes=4, epochs=10, batch_size=16, learning_rate=0.05)
+  assert float(acc[0, -1]) == 1.0

@@ -1,0 +1,63 @@
+"""Training-loop pieces: data order, schedule, config checks, checkpoint round trip."""
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from hmlc_jax import train
+from hmlc_jax.errors import UserInputError
+
+
+def test_each_epoch_visits_every_example_once():
+  n, b = 50, 8
+  stream = np.concatenate([train.batch_indices(3, s, n, b) for s in range(25)])  # 200 = 4 epochs
+  for epoch in range(4):
+    assert sorted(stream[epoch * n:(epoch + 1) * n]) == list(range(n))
+  assert not np.array_equal(stream[:n], stream[n:2 * n])      # a fresh order per epoch
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+  a = train.batch_indices(7, 11, 1000, 64)
+  assert np.array_equal(a, train.batch_indices(7, 11, 1000, 64))
+  assert not np.array_equal(a, train.batch_indices(8, 11, 1000, 64))
+  assert not np.array_equal(a, train.batch_indices(7, 12, 1000, 64))
+
+
+def test_warmup_then_cosine_schedule():
+  c = common.base_config("supcon")
+  c.update(learning_rate=0.8, warmup_epochs=1.0, batch_size=100, num_train_steps=50)
+  _, schedule = train.make_optimizer(c, 50, num_train=1000)     # 10 warm-up steps
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(float(schedule(5)), 0.4, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(10)), 0.8, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(30)), 0.4, rtol=1e-5)  # half-way down the cosine
+  assert float(schedule(50)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_total_steps_from_epochs():
+  c = common.base_config("supcon")
+  c.update(batch_size=64, num_epochs=2.5, num_train_steps=-1)
+  assert train.total_steps(c, 1000) == 40                      # ceil(2500 / 64)
+  c.num_train_steps = 7
+  assert train.total_steps(c, 1000) == 7
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("method", "hmlc", "unknown method"),
+    ("optimizer", "rmsprop", "unknown optimizer"),
+    ("learning_rate", 0.0, "learning_rate must be positive"),
+    ("temperature", -1.0, "temperature must be positive"),
+    ("batch_size", 0, "batch_size must be at least 1"),
+    ("level_weights", "cubic", "level_weights"),
+])
+def test_bad_config_fields_are_user_errors(field, value, message):
+  c = common.hdigits("ghmlc", "smoke")
+  c[field] = value
+  with pytest.raises(UserInputError, match=message):
+    train.check_config(c, num_levels=2)
+
+
+def test_unknown_dataset_is_a_user_error():
+  from hmlc_jax.data import load_dataset
+  with pytest.raises(UserInputError, match="unknown dataset.name 'mnist'"):
+    load_dataset(ml_collections.ConfigDict(dict(name="mnist")))

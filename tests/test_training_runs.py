@@ -1,0 +1,92 @@
+"""Whole runs through main.py: progress and TensorBoard output, SIGKILL + resume
+reproduces the uninterrupted results, and `load_encoder` serves the trained model."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
+          "embedding_variance", "train_loss", "steps")
+ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", "--config.num_train_steps=40",
+        "--config.checkpoint_every_steps=2", "--config.log_every_steps=10"]
+
+
+def command(workdir, *extra):
+  return [sys.executable, "main.py", *ARGS, f"--workdir={workdir}", *extra]
+
+
+def environment(devices=1):
+  return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def checkpoint_steps(workdir):
+  path = os.path.join(workdir, "checkpoints")
+  return sorted(int(p) for p in os.listdir(path) if p.isdigit()) if os.path.isdir(path) else []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  run = subprocess.run(command(workdir), cwd=ROOT, env=environment(), capture_output=True,
+                       text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  return workdir, run
+
+
+def test_progress_metrics_and_tensorboard(reference):
+  workdir, run = reference
+  assert "step/s" in run.stderr or "s/step" in run.stderr        # tqdm rate (and ETA)
+  assert "step 10: " in run.stderr and "level_loss/0=" in run.stderr
+  assert "linear probe: category" in run.stdout
+  events = list((Path(workdir) / "tensorboard").glob("events.out.tfevents.*"))
+  assert events and events[0].stat().st_size > 0
+  assert checkpoint_steps(workdir)[-1] == 40
+
+
+def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
+  workdir = tmp_path / "killed"
+  proc = subprocess.Popen(command(workdir), cwd=ROOT, env=environment(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  killed_at = checkpoint_steps(workdir)
+  assert killed_at and killed_at[-1] < 40, killed_at      # really interrupted mid-training
+  assert not (workdir / "results.json").exists()
+  rerun = subprocess.run(command(workdir), cwd=ROOT, env=environment(), capture_output=True,
+                         text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert "resuming from the checkpoint at step" in rerun.stderr
+  expected, got = results(reference[0]), results(workdir)
+  for key in SCORES:
+    assert got[key] == expected[key], key
+
+
+def test_load_encoder_reproduces_the_evaluated_embeddings(reference):
+  from hmlc_jax import evaluate, train
+  from hmlc_jax.data import load_dataset
+  import ml_collections
+  workdir = reference[0]
+  encode = train.load_encoder(str(workdir))
+  config = ml_collections.ConfigDict(results(workdir)["config"])
+  data = load_dataset(config.dataset)
+  out = encode(data.test_x)
+  assert out["representation"].shape == (len(data.test_x), 4 * config.model.width)
+  assert out["embedding"].shape == (len(data.test_x), config.model.projection_dim)
+  np.testing.assert_allclose(evaluate.embedding_variance(np.asarray(out["embedding"])),
+                             results(workdir)["embedding_variance"], rtol=1e-5)

@@ -61,3 +61,19 @@ def test_unknown_dataset_is_a_user_error():
   from hmlc_jax.data import load_dataset
   with pytest.raises(UserInputError, match="unknown dataset.name 'mnist'"):
     load_dataset(ml_collections.ConfigDict(dict(name="mnist")))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars", "adamw"])
+def test_each_optimizer_takes_a_finite_descent_step(optimizer):
+  import jax
+  import jax.numpy as jnp
+  c = common.base_config("supcon")
+  c.update(optimizer=optimizer, learning_rate=0.1, warmup_epochs=0.0, batch_size=10)
+  tx, _ = train.make_optimizer(c, num_steps=10, num_train=100)
+  params = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)}
+  loss = lambda p: jnp.sum((p["w"] - 2.0) ** 2) + jnp.sum((p["b"] + 1.0) ** 2)
+  state = tx.init(params)
+  updates, state = tx.update(jax.grad(loss)(params), state, params)
+  new = jax.tree.map(lambda p, u: p + u, params, updates)
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new))
+  assert float(loss(new)) < float(loss(params))

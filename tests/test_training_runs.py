@@ -90,3 +90,13 @@ def test_load_encoder_reproduces_the_evaluated_embeddings(reference):
   assert out["embedding"].shape == (len(data.test_x), config.model.projection_dim)
   np.testing.assert_allclose(evaluate.embedding_variance(np.asarray(out["embedding"])),
                              results(workdir)["embedding_variance"], rtol=1e-5)
+
+
+def test_eval_mode_reproduces_the_runs_scores(reference):
+  from hmlc_jax import train
+  import ml_collections
+  workdir = reference[0]
+  before = results(workdir)
+  again = train.evaluate_workdir(ml_collections.ConfigDict(before["config"]), str(workdir))
+  for key in SCORES:
+    assert again[key] == before[key], key

@@ -46,12 +46,13 @@ def test_resample_matrix_identity_and_flip():
 def test_views_depend_only_on_seed_step_and_global_position():
   x = images(8)
   cfg = image_config()
-  full = augment.augment_batch(augment.example_keys(1, 7, jnp.arange(8), 2), x, "image", cfg)
+  views = jax.jit(lambda step, positions, x: augment.augment_batch(
+      augment.example_keys(1, step, positions, 2), x, "image", cfg))
+  full = views(7, jnp.arange(8), x)
   # The same examples augmented as two shards of 4 (as on two devices).
-  parts = [augment.augment_batch(augment.example_keys(1, 7, jnp.arange(4) + 4 * s, 2),
-                                 x[4 * s:4 * s + 4], "image", cfg) for s in range(2)]
+  parts = [views(7, jnp.arange(4) + 4 * s, x[4 * s:4 * s + 4]) for s in range(2)]
   np.testing.assert_array_equal(np.asarray(full), np.concatenate([np.asarray(p) for p in parts]))
-  other_step = augment.augment_batch(augment.example_keys(1, 8, jnp.arange(8), 2), x, "image", cfg)
+  other_step = views(8, jnp.arange(8), x)
   assert not np.allclose(full, other_step)
   assert not np.allclose(full[:, 0], full[:, 1])           # the two views differ
 

@@ -196,7 +196,7 @@ def train_step(state: TrainState, batch: Dict, *, model, config: ml_collections.
   return state, jax.lax.pmean(metrics, AXIS)
 
 
-def compile_train_step(model, config: ml_collections.ConfigDict, kind: str, schedule):
+def pmapped_train_step(model, config: ml_collections.ConfigDict, kind: str, schedule):
   step = functools.partial(train_step, model=model, config=config, kind=kind,
                            schedule=schedule)
   return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
@@ -221,17 +221,32 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainSt
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
+def restore_trained(workdir: str, config: ml_collections.ConfigDict, model,
+                    sample_input: np.ndarray, num_train: int) -> TrainState:
+  """The newest checkpoint of ``workdir``; UserInputError when there is none."""
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    manager.close()
+    raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
+                         f"(--mode=train)")
+  state = restore_latest(manager, create_train_state(config, model, sample_input, num_train))
+  manager.close()
+  return state
+
+
 def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState) -> None:
   """Saves the (unreplicated) ``state`` at its step after checking it is finite."""
-  if not all_finite(state.params):
-    raise NonFiniteError(f"non-finite parameters at step {int(state.step)}; not saved "
+  saved = (state.params, state.batch_stats, state.opt_state, state.last_loss)
+  if not all_finite(saved):
+    raise NonFiniteError(f"non-finite values in the train state at step {int(state.step)}; not saved "
                          f"(last checkpoint: step {manager.latest_step()})")
   manager.save(int(state.step), args=ocp.args.StandardSave(state))
 
 
 @jax.jit
 def _all_finite(tree) -> jnp.ndarray:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def all_finite(tree) -> bool:
@@ -260,7 +275,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset) -> Dic
   if start:
     logging.warning("resuming from the checkpoint at step %d", start)
   _, schedule = make_optimizer(config, num_steps, len(data.train_x))
-  p_step = compile_train_step(model, config, data.kind, schedule)
+  p_step = pmapped_train_step(model, config, data.kind, schedule)
   lead = jax.process_index() == 0
   writer = progress.create_writer(os.path.join(workdir, "tensorboard") if lead else None,
                                   console=lead and config.log_to_console)
@@ -346,14 +361,9 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[st
   """Re-evaluates the newest checkpoint of ``workdir`` and updates its ``results.json``."""
   data = load_dataset(config.dataset)
   check_config(config, data.num_levels)
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
-                         f"(--mode=train)")
   model = build_model(config, data)
-  sample = augment.prepare_eval(data.train_x[:1], data.kind)
-  state = restore_latest(manager, create_train_state(config, model, sample, len(data.train_x)))
-  manager.close()
+  state = restore_trained(workdir, config, model,
+                          augment.prepare_eval(data.train_x[:1], data.kind), len(data.train_x))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   scores = evaluate.evaluate_encoder(model, variables, data, config.eval, config.seed)
   path = os.path.join(workdir, "results.json")
@@ -403,13 +413,9 @@ def load_encoder(workdir: str) -> Callable[[Any], Dict[str, jnp.ndarray]]:
                   for name in ("config.json", "data_spec.json"))
   model = models.create_model(config.model, num_levels=spec.num_levels,
                               attention_heads=methods.uses_attention_heads(config.method))
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first")
   kind = spec.kind
   sample = augment.prepare_eval(np.zeros([1] + list(spec.input_shape), spec.input_dtype), kind)
-  state = restore_latest(manager, create_train_state(config, model, sample, spec.num_train))
-  manager.close()
+  state = restore_trained(workdir, config, model, sample, spec.num_train)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   @jax.jit

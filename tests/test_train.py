@@ -77,3 +77,21 @@ def test_each_optimizer_takes_a_finite_descent_step(optimizer):
   new = jax.tree.map(lambda p, u: p + u, params, updates)
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new))
   assert float(loss(new)) < float(loss(params))
+
+
+def test_non_finite_state_is_never_saved(tmp_path):
+  import jax.numpy as jnp
+  import optax
+  c = common.hdigits("ghmlc", "smoke")
+  state = train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.sgd(0.1),
+                                  batch_stats={}, last_loss=jnp.float32(1.0))
+  manager = train.checkpoint_manager(str(tmp_path), c)
+  train.save_checkpoint(manager, state.replace(step=1))
+  manager.wait_until_finished()
+  for bad in (state.replace(step=2, params={"w": jnp.array([1.0, jnp.nan, 1.0])}),
+              state.replace(step=2, last_loss=jnp.float32(jnp.inf))):
+    with pytest.raises(train.NonFiniteError, match="last checkpoint: step 1"):
+      train.save_checkpoint(manager, bad)
+  manager.wait_until_finished()
+  assert manager.all_steps() == [1]
+  manager.close()

@@ -71,3 +71,16 @@ def test_composite_is_max_of_upscaled_class_and_pasted_category():
 def test_too_small_sizes_are_user_errors():
   with pytest.raises(UserInputError, match="dataset.train_size"):
     hdigits.load(ml_collections.ConfigDict(dict(seed=0, train_size=10, test_size=200)))
+
+
+def test_layout_offsets_locate_the_pasted_digit():
+  images = np.zeros((10, 8, 8))
+  images[:, 2:6, 2:6] = np.arange(1, 11)[:, None, None] / 10   # digit d: a square of (d+1)/10
+  sources = [np.array([d]) for d in range(10)]
+  layout = hdigits.sample_layout(sources, 200, np.random.default_rng(5))
+  canvas = hdigits.render(images, layout)[..., 0].astype(float) / 255
+  patch = canvas[hdigits.patch_index(layout["offsets"])]               # [200, 8, 8]
+  big = hdigits.upscaled(images[layout["big"]])[hdigits.patch_index(layout["offsets"])]
+  expected = np.maximum(big, images[layout["small"]])
+  np.testing.assert_allclose(patch, expected, atol=0.5 / 255 + 1e-9)
+  np.testing.assert_array_equal(hdigits.labels_of(layout)[:, 0], layout["small"])

@@ -3,6 +3,7 @@
     python main.py --config=configs/hdigits_ghmlc.py [--workdir=runs/hdigits_ghmlc]
     python main.py --config=configs/cifar100_ghmlc.py:smoke --workdir=/tmp/smoke
     python main.py --config=configs/hdigits_ghmlc.py --mode=eval --workdir=runs/x
+    python main.py --config=configs/hdigits_ghmlc.py --mode=tsne --workdir=runs/x
     python main.py --config=configs/demo.py --mode=demo
 
 `--config` takes a config file (optionally `file.py:variant`, e.g. `:smoke`);
@@ -16,6 +17,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from hmlc_jax.cpu import cpu_devices_for, split_cpu
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Config file, `path.py` or `path.py:variant` (e.g. configs/demo.py:smoke).",
@@ -23,9 +26,10 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None,
                     "Directory for checkpoints/, tensorboard/, config.json and results.json; "
                     "default runs/<config file name>. A rerun resumes from its newest checkpoint.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "demo"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "tsne", "demo"],
                   "train: train (or resume), evaluate, write results.json; "
                   "eval: evaluate the newest checkpoint in --workdir again; "
+                  "tsne: draw --workdir/tsne.png, t-SNE of test embeddings per level; "
                   "demo: evaluate every loss on a random batch (configs/demo.py).")
 flags.DEFINE_integer("cpu_devices", 0,
                      "On a CPU-only machine, split the host into this many XLA devices and "
@@ -73,7 +77,7 @@ def main(argv):
   config = load_config()
   is_demo_config = "num_levels" in config and "method" not in config
   if is_demo_config != (FLAGS.mode == "demo"):
-    fail("--mode=demo takes configs/demo.py; --mode=train|eval take a training config "
+    fail("--mode=demo takes configs/demo.py; --mode=train|eval|tsne take a training config "
          "such as configs/hdigits_ghmlc.py")
   if FLAGS.mode == "demo":
     from hmlc_jax import demo   # after flag parsing: importing jax is slow
@@ -90,27 +94,15 @@ def main(argv):
   try:
     if FLAGS.mode == "train":
       results = train.train_and_evaluate(config, workdir)
-    else:
+    elif FLAGS.mode == "eval":
       results = train.evaluate_workdir(config, workdir)
+    else:
+      from hmlc_jax import analysis
+      print(f"wrote {analysis.tsne_workdir(workdir)}")
+      return
   except UserInputError as e:
     fail(str(e))
   print(train.summary(results, workdir))
-
-
-def cpu_devices_for(batch_size: int) -> int:
-  """One device per core (at most 8), reduced until it divides the global batch."""
-  n = max(1, min(os.cpu_count() or 1, 8))
-  while batch_size % n:
-    n -= 1
-  return n
-
-
-def split_cpu(count: int) -> None:
-  """Asks XLA for ``count`` host devices; must run before jax is imported. A device
-  count already in XLA_FLAGS (set by the user) wins."""
-  current = os.environ.get("XLA_FLAGS", "")
-  if "xla_force_host_platform_device_count" not in current:
-    os.environ["XLA_FLAGS"] = f"{current} --xla_force_host_platform_device_count={count}".strip()
 
 
 def default_workdir() -> str:

@@ -27,13 +27,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from hmlc_jax.data import hdigits
+from hmlc_jax.data import composite, hdigits
 
 
 def features(images: np.ndarray, layout: dict) -> dict:
   """Per composite: occluded patch, clean small digit, 8x8-pooled composite: ``[n, 64]``."""
-  canvas = hdigits.upscaled(images[layout["big"]])
-  index = hdigits.patch_index(layout["offsets"])
+  canvas = composite.upscaled(images[layout["big"]], hdigits.CANVAS)
+  index = composite.patch_index(layout["offsets"], hdigits.DIGIT)
   clean = images[layout["small"]]
   big_covers = (canvas[index] > 0.5).mean(axis=(1, 2))
   occluded = np.maximum(canvas[index], clean)
@@ -61,7 +61,7 @@ def main():
   train, test = hdigits.layouts(config, targets)
   f_train, f_test = features(images, train), features(images, test)
   category = (train["category"], test["category"])
-  klass = (train["path"] % 10, test["path"] % 10)
+  klass = (train["klass"], test["klass"])
   rows, predictions = [], {}
   for target, labels, inputs in (("category", category, "occluded"),
                                  ("category", category, "clean"),

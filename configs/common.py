@@ -98,7 +98,8 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str, name: str) -> ml_colle
 def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   """Hierarchical digits (embedded, offline), small CNN; the README's main run."""
   c = base_config(method)
-  c.dataset.update(name="hdigits", train_size=20000, test_size=5000)
+  c.dataset.update(name="hdigits", train_size=20000, test_size=5000,
+                   level_order="category_first")   # or class_first: the digits swap roles
   c.model.update(backbone="small_cnn", width=32, convs_per_stage=1)
   c.augment = image_augment(crop_scale=(0.6, 1.0), flip=False, jitter_prob=0.8,
                             grayscale_prob=0.0)
@@ -113,6 +114,24 @@ def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   c = apply_variant(c, arg, f"configs/hdigits_{method}.py")
   if arg == "smoke":
     c.dataset.update(train_size=200, test_size=100)
+  return c
+
+
+def hmnist(method: str, arg: str) -> ml_collections.ConfigDict:
+  """Hierarchical MNIST (tensorflow-datasets MNIST, 56x56 composites), CIFAR ResNet-18."""
+  c = base_config(method)
+  c.dataset.update(name="hmnist", train_size=60000, test_size=10000, canvas=56,
+                   level_order="category_first")
+  c.model.update(backbone="resnet18", width=64, dtype="bfloat16")
+  c.augment = image_augment(crop_scale=(0.6, 1.0), flip=False, grayscale_prob=0.0)
+  c.batch_size = 512
+  c.num_epochs = 50.0
+  c.warmup_epochs = 2.0
+  c.learning_rate = 0.5
+  c = apply_variant(c, arg, f"configs/hmnist_{method}.py")
+  if arg == "smoke":
+    c.model.update(backbone="small_cnn", convs_per_stage=1, dtype="float32")
+    c.dataset.update(train_size=200, test_size=100, canvas=32)
   return c
 
 

@@ -1,4 +1,4 @@
-"""Evaluation of a frozen encoder: linear probe, kNN, consistency, variance.
+"""Evaluation of a frozen encoder: linear probe, kNN, consistency, variance, silhouette.
 
 All per level, coarsest first. The linear probe is softmax regression on
 standardised representations, trained with Adam in one jitted program for a
@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from hmlc_jax import analysis
 from hmlc_jax.data import Dataset, augment
 
 
@@ -214,8 +215,14 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
                                classes, config, seed + h))
     knn.append(knn_accuracy(train["representation"], data.train_y[:, h],
                             test["representation"], data.test_y[:, h], classes, config))
+  extra = {name: linear_probe(train_r, train_y, test_r, test_y, classes, config,
+                              seed + data.num_levels + i)["accuracy"]
+           for i, (name, (train_y, test_y, classes)) in enumerate(data.extra_labels.items())}
   return {
       "linear_probe_accuracy": [p["accuracy"] for p in probes],
+      "extra_probe_accuracy": extra,
+      "silhouette": analysis.silhouette_per_level(test["embedding"], data.test_y,
+                                                  seed=seed),
       "linear_probe_val_accuracy": [p["val_accuracy"] for p in probes],
       "linear_probe_settings": [{"weight_decay": p["weight_decay"], "epochs": p["epochs"]}
                                 for p in probes],

@@ -17,15 +17,19 @@ def coarse_of(fine: np.ndarray) -> np.ndarray:
 
 
 def write_cifar_metadata(root):
+  return write_tfds_metadata(root, "cifar100", CIFAR_SIZES)
+
+
+def write_tfds_metadata(root, name: str, sizes: dict):
   """tfds metadata with split sizes, so that ``batch_size=-1`` works on mock data.
 
   Without it tfds batches mock data by ``sys.maxsize`` and TensorFlow aborts.
   """
   import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
-  builder = tfds.builder("cifar100", data_dir=str(root))
+  builder = tfds.builder(name, data_dir=str(root))
   builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
-      for name, size in CIFAR_SIZES.items()]))
+      tfds.core.SplitInfo(name=split, shard_lengths=[size], num_bytes=0)
+      for split, size in sizes.items()]))
   os.makedirs(builder.data_dir)
   builder.info.write_to_directory(builder.data_dir)
   return str(root)
@@ -50,6 +54,20 @@ def mock_as_dataset(self, split, *args, misplaced_class=None, **kwargs):
       "id": np.array([f"{split}_{i}".encode() for i in range(n)]),
       "image": rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
       "label": fine, "coarse_label": coarse})
+
+
+MNIST_SIZES = {"train": 40, "test": 20}
+
+
+def mock_mnist(self, split, *args, **kwargs):
+  """Mock ``_as_dataset`` of MNIST: random 28x28 images, every digit present."""
+  import tensorflow as tf   # pylint: disable=g-import-not-at-top
+  del self, args, kwargs
+  n = MNIST_SIZES[str(split)]
+  rng = np.random.default_rng(10 + list(MNIST_SIZES).index(str(split)))
+  return tf.data.Dataset.from_tensor_slices({
+      "image": rng.integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8),
+      "label": np.arange(n) % 10})
 
 
 def write_h5(path, data, label) -> None:

@@ -3,7 +3,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hmlc_jax.data import hdigits
+from hmlc_jax.data import composite, hdigits
 from hmlc_jax.errors import UserInputError
 
 
@@ -32,7 +32,7 @@ def test_deterministic_in_seed():
 
 
 def test_upscale_matrix_is_bilinear():
-  up = hdigits.upscale_matrix(8, 32)
+  up = composite.upscale_matrix(8, 32)
   np.testing.assert_allclose(up.sum(axis=1), 1.0)
   ramp = np.arange(8.0)
   # Linear data stay linear inside the support (output centre c maps to (c+0.5)/4-0.5).
@@ -44,7 +44,7 @@ def test_upscale_matrix_is_bilinear():
 def test_train_and_test_sources_are_disjoint_per_digit():
   rng = np.random.default_rng(0)
   digits = np.repeat(np.arange(10), 20)
-  train, test = hdigits.split_sources(digits, 0.3, rng)
+  train, test = composite.split_sources(digits, 0.3, rng)
   for d in range(10):
     assert not set(train[d]) & set(test[d])
     assert np.all(digits[train[d]] == d) and np.all(digits[test[d]] == d)
@@ -56,7 +56,8 @@ def test_composite_is_max_of_upscaled_class_and_pasted_category():
   for d in range(10):                       # digit d: a constant image of value d/10
     images[d] = d / 10
   sources = [np.array([d]) for d in range(10)]
-  x, y = hdigits.compose(images, sources, 100, np.random.default_rng(3))
+  layout = composite.sample_layout(sources, 100, np.random.default_rng(3), 32, 8)
+  x, y = composite.render(images, layout, 32), composite.labels_of(layout)
   for i in range(100):
     category, klass = y[i, 0], y[i, 1] % 10
     pixels = x[i, :, :, 0].astype(float)
@@ -77,10 +78,24 @@ def test_layout_offsets_locate_the_pasted_digit():
   images = np.zeros((10, 8, 8))
   images[:, 2:6, 2:6] = np.arange(1, 11)[:, None, None] / 10   # digit d: a square of (d+1)/10
   sources = [np.array([d]) for d in range(10)]
-  layout = hdigits.sample_layout(sources, 200, np.random.default_rng(5))
-  canvas = hdigits.render(images, layout)[..., 0].astype(float) / 255
-  patch = canvas[hdigits.patch_index(layout["offsets"])]               # [200, 8, 8]
-  big = hdigits.upscaled(images[layout["big"]])[hdigits.patch_index(layout["offsets"])]
-  expected = np.maximum(big, images[layout["small"]])
+  layout = composite.sample_layout(sources, 200, np.random.default_rng(5), 32, 8)
+  index = composite.patch_index(layout["offsets"], 8)
+  patch = composite.render(images, layout, 32)[..., 0][index].astype(float) / 255
+  expected = np.maximum(composite.upscaled(images[layout["big"]], 32)[index],
+                        images[layout["small"]])
   np.testing.assert_allclose(patch, expected, atol=0.5 / 255 + 1e-9)
-  np.testing.assert_array_equal(hdigits.labels_of(layout)[:, 0], layout["small"])
+  np.testing.assert_array_equal(composite.labels_of(layout)[:, 0], layout["small"])
+
+
+def test_level_order_swaps_the_digits_roles():
+  a = hdigits.load(small())
+  b = hdigits.load(small(level_order="class_first"))
+  np.testing.assert_array_equal(a.train_x, b.train_x)       # same images
+  category, klass = a.train_y[:, 0], a.train_y[:, 1] % 10
+  np.testing.assert_array_equal(b.train_y[:, 0], klass)
+  np.testing.assert_array_equal(b.train_y[:, 1], 10 * klass + category)
+  assert (a.level_names, b.level_names) == (("category", "class"), ("class", "category"))
+  np.testing.assert_array_equal(a.extra_labels["class"][0], klass)
+  np.testing.assert_array_equal(b.extra_labels["category"][1], a.test_y[:, 0])
+  with pytest.raises(UserInputError, match="dataset.level_order"):
+    hdigits.load(small(level_order="sideways"))

@@ -100,3 +100,15 @@ def test_eval_mode_reproduces_the_runs_scores(reference):
   again = train.evaluate_workdir(ml_collections.ConfigDict(before["config"]), str(workdir))
   for key in SCORES:
     assert again[key] == before[key], key
+
+
+def test_tsne_mode_draws_one_panel_per_level(reference):
+  from PIL import Image
+  workdir = reference[0]
+  run = subprocess.run([sys.executable, "main.py", "--config=configs/hdigits_ghmlc.py:smoke",
+                        f"--workdir={workdir}", "--mode=tsne"], cwd=ROOT, env=environment(),
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert f"wrote {workdir}/tsne.png" in run.stdout
+  with Image.open(os.path.join(workdir, "tsne.png")) as image:
+    assert image.size == (352, 704)            # 1 method column x 2 level rows, 3.2 in at 110 dpi

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Tuple
+from typing import Dict, Tuple
 
 import ml_collections
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from hmlc_jax import hierarchy
 from hmlc_jax.errors import UserInputError
 
-DATASETS = ("hdigits", "cifar100", "modelnet40", "shapes3d")
+DATASETS = ("hdigits", "hmnist", "cifar100", "modelnet40", "shapes3d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,9 @@ class Dataset:
     test_x, test_y: test inputs and labels.
     num_classes: classes per level (labels of level h lie in ``[0, num_classes[h])``).
     level_names: one name per level, coarsest first.
+    extra_labels: further labels to probe that are no level of the hierarchy,
+      name -> (train int ``[N]``, test int ``[M]``, number of classes); e.g.
+      a composite digit set's fine digit on its own.
   """
   name: str
   kind: str
@@ -41,6 +44,14 @@ class Dataset:
   test_y: np.ndarray
   num_classes: Tuple[int, ...]
   level_names: Tuple[str, ...]
+  extra_labels: Dict[str, Tuple[np.ndarray, np.ndarray, int]] = dataclasses.field(
+      default_factory=dict)
+
+  def validated(self) -> "Dataset":
+    """This data set with both label arrays checked by `check_labels`."""
+    return dataclasses.replace(
+        self, train_y=check_labels(self.train_y, self.num_classes, "train"),
+        test_y=check_labels(self.test_y, self.num_classes, "test"))
 
   @property
   def num_levels(self) -> int:
@@ -66,7 +77,7 @@ def check_labels(labels: np.ndarray, num_classes, split: str) -> np.ndarray:
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-  """Loads ``config.dataset.name`` (hdigits, cifar100, modelnet40, shapes3d)."""
+  """Loads ``config.dataset.name`` (one of DATASETS)."""
   if config.name not in DATASETS:
     raise UserInputError(f"unknown dataset.name {config.name!r}; choose one of "
                          f"{list(DATASETS)}")

@@ -10,75 +10,16 @@ TensorFlow is kept off the GPUs so that it leaves accelerator memory to JAX.
 """
 from __future__ import annotations
 
-import os
 from typing import Tuple
 
 import ml_collections
 import numpy as np
 
 from hmlc_jax.data import Dataset, check_labels
+from hmlc_jax.data.tfds_io import data_dir_of, read_splits
 from hmlc_jax.errors import UserInputError
 
 NUM_CLASSES = (20, 100)
-GET_DATA = ("run `python -c \"import tensorflow_datasets as tfds; tfds.load('cifar100')\"` "
-            "on a machine with internet, copy the ~/tensorflow_datasets directory it fills "
-            "to this machine and set --config.dataset.data_dir to the copy")
-
-
-def default_data_dir() -> str:
-  """Where tensorflow-datasets looks when no data_dir is given."""
-  return os.environ.get("TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"),
-                                                      "tensorflow_datasets"))
-
-
-def import_tfds():
-  """Imports tensorflow-datasets with TensorFlow hidden from every GPU."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import tensorflow as tf
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:   # devices already initialised by an earlier TF user
-    pass
-  import tensorflow_datasets as tfds
-  return tfds
-
-
-def first_line(error: BaseException) -> str:
-  """``Type: first line of the message`` of an exception, for one-line reports."""
-  lines = str(error).strip().splitlines()
-  return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def read_splits(data_dir: str | None, download: bool) -> list:
-  """``tfds.load`` of the train and test splits as NumPy feature dicts.
-
-  Raises:
-    UserInputError: the data is not in ``data_dir`` and was not (or could not
-      be) downloaded.
-  """
-  tfds = import_tfds()
-  where = data_dir or default_data_dir()
-  try:
-    splits = tfds.load("cifar100", split=["train", "test"], data_dir=data_dir,
-                       batch_size=-1, download=download)
-  except AssertionError as e:
-    # download=False and no prepared data: tfds asserts "could not find data".
-    if "could not find data" not in str(e):
-      raise
-    raise UserInputError(f"CIFAR-100 (tensorflow-datasets 'cifar100') not found in "
-                         f"{where} and dataset.download is False; {GET_DATA}") from None
-  except (OSError, tfds.download.DownloadError) as e:
-    # Offline: requests' ConnectionError (an OSError) from inside the download.
-    raise UserInputError(f"CIFAR-100 not found in {where} and downloading it failed "
-                         f"({first_line(e)}); {GET_DATA}") from None
-  except ModuleNotFoundError as e:
-    if not download:
-      raise
-    # tensorflow-datasets needs extra modules (e.g. importlib_resources) to download.
-    raise UserInputError(f"CIFAR-100 not found in {where} and tensorflow-datasets cannot "
-                         f"download it without the Python module {e.name!r} (pip install "
-                         f"{e.name}); or {GET_DATA}") from None
-  return [tfds.as_numpy(split) for split in splits]
 
 
 def to_arrays(split: dict, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -104,10 +45,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     A `Dataset` of kind "image": x uint8 ``[N, 32, 32, 3]``, labels
     ``[superclass, class]`` with ``num_classes=(20, 100)``.
   """
-  data_dir = config.get("data_dir", "") or None
-  if data_dir:
-    data_dir = os.path.expanduser(data_dir)
-  train, test = read_splits(data_dir, bool(config.get("download", True)))
+  train, test = read_splits("cifar100", "CIFAR-100", data_dir_of(config),
+                            bool(config.get("download", True)))
   train_x, train_y = to_arrays(train, "train")
   test_x, test_y = to_arrays(test, "test")
   return Dataset(name="cifar100", kind="image", train_x=train_x, train_y=train_y,

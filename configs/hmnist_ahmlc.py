@@ -1,0 +1,10 @@
+"""ahmlc on hierarchical MNIST (needs tensorflow-datasets' mnist; 10 categories -> 100 paths).
+
+    python main.py --config=configs/hmnist_ahmlc.py --workdir=runs/hmnist_ahmlc
+    python main.py --config=configs/hmnist_ahmlc.py:smoke --workdir=/tmp/smoke
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  return common.hmnist("ahmlc", arg)

@@ -1,0 +1,122 @@
+"""Analyses of trained embeddings: per-level silhouette and the t-SNE figure.
+
+All of them work on the test split's L2-normalised embeddings ``z / |z|``
+(the space the contrastive losses shape). The t-SNE figure follows the G-HMLC
+paper's Figure 4: one row per hierarchy level, one column per method, points
+coloured by that level's label.
+
+    python main.py --config=configs/hdigits_ghmlc.py --mode=tsne --workdir=runs/x
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+  """float64 rows scaled to unit length (zero rows stay zero)."""
+  x = np.asarray(x, np.float64)
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.maximum(norms, 1e-12)
+
+
+def subsample(n: int, max_points: int, seed: int) -> np.ndarray:
+  """Sorted random indices of at most ``max_points`` of ``n`` rows."""
+  if n <= max_points:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points: int = 2000,
+                         seed: int = 0) -> List[Optional[float]]:
+  """Mean silhouette (cosine distance) of the label clusters, per level.
+
+  Args:
+    embeddings: float ``[M, D]``.
+    labels: int ``[M, H]``.
+    max_points: silhouette is O(M^2): score a random subset of this size.
+
+  Returns:
+    H floats in [-1, 1]; None for a level with fewer than 2 or as many
+    clusters as points (silhouette is undefined there).
+  """
+  from sklearn.metrics import silhouette_score
+  rows = subsample(len(embeddings), max_points, seed)
+  unit = unit_rows(embeddings[rows])
+  scores = []
+  for level in range(labels.shape[1]):
+    y = labels[rows, level]
+    k = len(np.unique(y))
+    scores.append(float(silhouette_score(unit, y, metric="cosine")) if 2 <= k < len(y)
+                  else None)
+  return scores
+
+
+def tsne_points(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+  """2-D t-SNE (scikit-learn, cosine metric, PCA init) of ``[M, D]`` -> ``[M, 2]``."""
+  from sklearn.manifold import TSNE
+  perplexity = float(min(30.0, max(2.0, (len(embeddings) - 1) / 3)))
+  tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca",
+              random_state=seed)
+  return tsne.fit_transform(unit_rows(embeddings)).astype(np.float32)
+
+
+def tsne_figure(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
+                level_names: Sequence[str], path: str, title: str = "") -> str:
+  """Draws the Figure-4 grid and saves it to ``path`` (PNG).
+
+  Args:
+    panels: per method (column), ``(name, points [M, 2], labels [M, H])``.
+    level_names: H row names, coarsest first.
+    path: output file.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows, cols = len(level_names), len(panels)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+  for c, (name, points, labels) in enumerate(panels):
+    for r, level in enumerate(level_names):
+      ax = axes[r, c]
+      y = labels[:, r]
+      cmap = "tab10" if y.max() < 10 else ("tab20" if y.max() < 20 else "nipy_spectral")
+      ax.scatter(points[:, 0], points[:, 1], c=y, cmap=cmap, s=4, linewidths=0)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title(name)
+      if c == 0:
+        ax.set_ylabel(f"coloured by {level}")
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def sample_test_embeddings(workdir: str, max_points: int, seed: int = 0) -> Dict[str, np.ndarray]:
+  """Embeddings ``[m, D]`` and labels ``[m, H]`` of a random test subset, from the
+  newest checkpoint of ``workdir`` (evaluation mode), with ``level_names``."""
+  import ml_collections
+  from hmlc_jax import train
+  from hmlc_jax.data import load_dataset
+  config = ml_collections.ConfigDict(train.read_json(workdir, "config.json"))
+  data = load_dataset(config.dataset)
+  rows = subsample(len(data.test_x), max_points, seed)
+  encode = train.load_encoder(workdir)
+  batch = config.eval.batch_size
+  embeddings = np.concatenate([np.asarray(encode(data.test_x[rows[i:i + batch]])["embedding"])
+                               for i in range(0, len(rows), batch)])
+  return {"embeddings": embeddings, "labels": data.test_y[rows],
+          "level_names": list(data.level_names), "method": config.method}
+
+
+def tsne_workdir(workdir: str, max_points: int = 2000, seed: int = 0) -> str:
+  """``workdir/tsne.png`` of one trained run (one column, one row per level)."""
+  found = sample_test_embeddings(workdir, max_points, seed)
+  panel = (found["method"], tsne_points(found["embeddings"], seed), found["labels"])
+  return tsne_figure([panel], found["level_names"], os.path.join(workdir, "tsne.png"))

@@ -1,0 +1,119 @@
+"""Two-digit composites: the hierarchical-digits construction of the G-HMLC paper.
+
+A composite shows two handwritten digits on one square canvas:
+
+* the *class* digit, upscaled (bilinear) to fill the whole canvas;
+* the *category* digit, at native size at a uniformly random spot;
+* merged by a pixel-wise maximum.
+
+`hdigits` builds them from scikit-learn's 8x8 digits (canvas 32), `hmnist`
+from MNIST's 28x28 digits. Composites are balanced over the 100 (category,
+class) pairs. Labels are ``[coarse digit, 10 * coarse + fine]``, so they form
+a tree (a digit alone would sit under all ten coarse digits); ``level_order``
+picks which digit is coarse. The two digits are independent, so either order
+is a valid hierarchy, which makes these sets a test of robustness to the
+order of levels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hmlc_jax.errors import UserInputError
+
+LEVEL_ORDERS = ("category_first", "class_first")
+
+
+def upscale_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """Bilinear interpolation weights ``[n_out, n_in]`` (pixel centres aligned)."""
+  centres = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+  weights = 1.0 - np.abs(centres[:, None] - np.arange(n_in)[None, :])
+  weights = np.maximum(weights, 0.0)
+  return weights / weights.sum(axis=1, keepdims=True)
+
+
+def split_sources(digits: np.ndarray, test_fraction: float, rng) -> tuple:
+  """Per digit, disjoint index sets of source images: (train, test) lists of 10 arrays."""
+  train, test = [], []
+  for d in range(10):
+    idx = rng.permutation(np.flatnonzero(digits == d))
+    n_test = int(round(test_fraction * len(idx)))
+    test.append(idx[:n_test])
+    train.append(idx[n_test:])
+  return train, test
+
+
+def sources_by_digit(digits: np.ndarray) -> list:
+  """10 index arrays: the images of each digit."""
+  return [np.flatnonzero(digits == d) for d in range(10)]
+
+
+def pick_sources(sources: list, digits: np.ndarray, rng) -> np.ndarray:
+  """One random source image index per entry of ``digits`` (uniform within its digit)."""
+  sizes = np.array([len(s) for s in sources])
+  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+  within = rng.integers(0, sizes[digits])
+  return np.concatenate(sources)[starts[digits] + within]
+
+
+def sample_layout(sources: list, size: int, rng, canvas: int, digit: int) -> dict:
+  """Random composition of ``size`` composites, balanced over the 100 pairs.
+
+  Returns a dict of int arrays ``[size]``: ``category`` and ``klass`` (the
+  two digits), ``big`` and ``small`` (source indices of the class and
+  category digit images), and ``offsets`` ``[size, 2]`` (top-left row and
+  column of the pasted ``digit x digit`` image on the ``canvas`` square).
+  """
+  pairs = rng.permutation(np.arange(size) % 100)
+  category, klass = pairs // 10, pairs % 10
+  big, small = pick_sources(sources, klass, rng), pick_sources(sources, category, rng)
+  offsets = rng.integers(0, canvas - digit + 1, size=(size, 2))
+  return dict(category=category, klass=klass, big=big, small=small, offsets=offsets)
+
+
+def upscaled(images: np.ndarray, canvas: int) -> np.ndarray:
+  """float ``[n, d, d]`` -> float ``[n, canvas, canvas]``, bilinear."""
+  up = upscale_matrix(images.shape[-1], canvas)
+  return np.einsum("ij,njk,lk->nil", up, images, up)
+
+
+def patch_index(offsets: np.ndarray, digit: int) -> tuple:
+  """Fancy index of each composite's pasted patch: use as ``canvas[index]``."""
+  rows = offsets[:, 0, None] + np.arange(digit)[None, :]               # [size, digit]
+  cols = offsets[:, 1, None] + np.arange(digit)[None, :]
+  return np.arange(len(offsets))[:, None, None], rows[:, :, None], cols[:, None, :]
+
+
+def render(images: np.ndarray, layout: dict, canvas: int) -> np.ndarray:
+  """The composites of ``layout`` from float ``images`` ``[M, d, d]`` in [0, 1].
+
+  Returns uint8 ``[size, canvas, canvas, 1]``.
+  """
+  pixels = upscaled(images[layout["big"]], canvas)
+  index = patch_index(layout["offsets"], images.shape[-1])
+  pixels[index] = np.maximum(pixels[index], images[layout["small"]])
+  return np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)[..., None]
+
+
+def check_level_order(order: str) -> str:
+  if order not in LEVEL_ORDERS:
+    raise UserInputError(f"dataset.level_order must be one of {list(LEVEL_ORDERS)}, "
+                         f"got {order!r}")
+  return order
+
+
+def labels_of(layout: dict, order: str = "category_first") -> np.ndarray:
+  """int32 ``[size, 2]``: ``[coarse digit, 10 * coarse + fine]``."""
+  coarse, fine = ((layout["category"], layout["klass"]) if order == "category_first"
+                  else (layout["klass"], layout["category"]))
+  return np.stack([coarse, 10 * coarse + fine], axis=1).astype(np.int32)
+
+
+def level_names(order: str) -> tuple:
+  """The digit each level adds, coarsest first."""
+  return ("category", "class") if order == "category_first" else ("class", "category")
+
+
+def other_digit(layout: dict, order: str) -> tuple:
+  """(name, labels ``[size]``) of the fine digit on its own, which no level holds."""
+  return ("class", layout["klass"]) if order == "category_first" else ("category",
+                                                                       layout["category"])

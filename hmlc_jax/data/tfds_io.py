@@ -1,0 +1,89 @@
+"""Reading tensorflow-datasets splits into host memory, with one-line errors.
+
+TensorFlow and tensorflow-datasets are imported only when a loader runs, and
+TensorFlow is kept off the GPUs so that it leaves accelerator memory to JAX.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import ml_collections
+
+from hmlc_jax.errors import UserInputError
+
+
+def default_data_dir() -> str:
+  """Where tensorflow-datasets looks when no data_dir is given."""
+  return os.environ.get("TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"),
+                                                      "tensorflow_datasets"))
+
+
+def import_tfds():
+  """Imports tensorflow-datasets with TensorFlow hidden from every GPU."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:   # devices already initialised by an earlier TF user
+    pass
+  import tensorflow_datasets as tfds
+  return tfds
+
+
+def first_line(error: BaseException) -> str:
+  """``Type: first line of the message`` of an exception, for one-line reports."""
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def get_data_hint(builder: str) -> str:
+  """How to get ``builder``'s data onto an offline machine."""
+  return (f"run `python -c \"import tensorflow_datasets as tfds; tfds.load('{builder}')\"` "
+          f"on a machine with internet, copy the ~/tensorflow_datasets directory it fills "
+          f"to this machine and set --config.dataset.data_dir to the copy")
+
+
+def data_dir_of(config: ml_collections.ConfigDict) -> Optional[str]:
+  """``config.data_dir`` with ``~`` expanded, or None (the tensorflow-datasets default)."""
+  data_dir = config.get("data_dir", "") or None
+  return os.path.expanduser(data_dir) if data_dir else None
+
+
+def read_splits(builder: str, display: str, data_dir: Optional[str], download: bool) -> list:
+  """``tfds.load`` of ``builder``'s train and test splits as NumPy feature dicts.
+
+  Args:
+    builder: tensorflow-datasets name, e.g. "cifar100".
+    display: the data set's name in messages, e.g. "CIFAR-100".
+    data_dir: tensorflow-datasets data directory, None for the default.
+    download: let tensorflow-datasets download and prepare missing data.
+
+  Raises:
+    UserInputError: the data is not in ``data_dir`` and was not (or could not
+      be) downloaded.
+  """
+  tfds = import_tfds()
+  where = data_dir or default_data_dir()
+  try:
+    splits = tfds.load(builder, split=["train", "test"], data_dir=data_dir,
+                       batch_size=-1, download=download)
+  except AssertionError as e:
+    # download=False and no prepared data: tfds asserts "could not find data".
+    if "could not find data" not in str(e):
+      raise
+    raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
+                         f"{where} and dataset.download is False; "
+                         f"{get_data_hint(builder)}") from None
+  except (OSError, tfds.download.DownloadError) as e:
+    # Offline: requests' ConnectionError (an OSError) from inside the download.
+    raise UserInputError(f"{display} not found in {where} and downloading it failed "
+                         f"({first_line(e)}); {get_data_hint(builder)}") from None
+  except ModuleNotFoundError as e:
+    if not download:
+      raise
+    # tensorflow-datasets needs extra modules (e.g. importlib_resources) to download.
+    raise UserInputError(f"{display} not found in {where} and tensorflow-datasets cannot "
+                         f"download it without the Python module {e.name!r} (pip install "
+                         f"{e.name}); or {get_data_hint(builder)}") from None
+  return [tfds.as_numpy(split) for split in splits]

@@ -1,0 +1,55 @@
+"""Silhouette against a NumPy oracle from its definition; t-SNE and the figure."""
+import numpy as np
+import pytest
+
+from hmlc_jax import analysis
+
+
+def silhouette_oracle(x, y):
+  """Mean over points of (b - a) / max(a, b) with cosine distances (float64)."""
+  u = x / np.linalg.norm(x, axis=1, keepdims=True)
+  d = 1.0 - u @ u.T
+  scores = []
+  for i in range(len(x)):
+    same = (y == y[i])
+    if same.sum() == 1:
+      scores.append(0.0)                     # a singleton cluster scores 0 by convention
+      continue
+    a = d[i, same & (np.arange(len(x)) != i)].mean()
+    b = min(d[i, y == k].mean() for k in np.unique(y) if k != y[i])
+    scores.append((b - a) / max(a, b))
+  return float(np.mean(scores))
+
+
+def test_silhouette_matches_the_definition():
+  rng = np.random.default_rng(0)
+  coarse = rng.integers(0, 3, size=60)
+  fine = 10 * coarse + rng.integers(0, 4, size=60)
+  centres = rng.normal(size=(40, 8))
+  x = centres[fine] + 0.5 * rng.normal(size=(60, 8))
+  labels = np.stack([coarse, fine], axis=1)
+  got = analysis.silhouette_per_level(x, labels, max_points=100)
+  for level in range(2):
+    assert got[level] == pytest.approx(silhouette_oracle(x, labels[:, level]), abs=1e-9)
+  # Subsampling scores the oracle on the chosen rows; undefined levels give None.
+  rows = analysis.subsample(60, 25, seed=3)
+  sub = analysis.silhouette_per_level(x, labels, max_points=25, seed=3)
+  assert sub[0] == pytest.approx(silhouette_oracle(x[rows], coarse[rows]), abs=1e-9)
+  assert analysis.silhouette_per_level(x, np.zeros((60, 1), int)) == [None]
+
+
+def test_tsne_keeps_separated_clusters_apart(tmp_path):
+  rng = np.random.default_rng(1)
+  y = np.repeat(np.arange(4), 30)
+  x = 5 * np.eye(16)[y] + 0.1 * rng.normal(size=(120, 16))
+  points = analysis.tsne_points(x, seed=0)
+  assert points.shape == (120, 2) and np.all(np.isfinite(points))
+  d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+  np.fill_diagonal(d, np.inf)
+  assert np.mean(y[np.argmin(d, axis=1)] == y) == 1.0        # nearest neighbour agrees
+  labels = np.stack([y // 2, y], axis=1)
+  path = analysis.tsne_figure([("a", points, labels), ("b", points, labels)],
+                              ["coarse", "fine"], str(tmp_path / "f.png"), title="t")
+  from PIL import Image
+  with Image.open(path) as image:
+    assert image.size == (704, 704)

@@ -1,0 +1,90 @@
+"""The comparison runner: a smoke suite end to end, its aggregates against the
+per-run results, resume by skipping, and bad arguments."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compare(out, *extra):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run([sys.executable, "-m", "hmlc_jax.compare", "--suite=hdigits",
+                         f"--out={out}", *extra], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=400)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+  out = tmp_path_factory.mktemp("suite")
+  run = compare(out, "--seeds=2", "--methods=hmce,ghmlc", "--swap_methods=ghmlc", "--smoke")
+  assert run.returncode == 0, run.stderr[-3000:]
+  return out, run
+
+
+def per_run(out, name):
+  with open(out / "runs" / name / "results.json") as f:
+    return json.load(f)
+
+
+def test_suite_writes_table_json_and_figure(suite):
+  out, run = suite
+  assert (out / "tsne.png").stat().st_size > 0
+  md = (out / "results.md").read_text()
+  assert "| hmce |" in md and "| ghmlc | class_first |" in md
+  summary = json.loads((out / "results.json").read_text())
+  assert summary["runs"] == sorted(["hmce_seed0", "hmce_seed1", "ghmlc_seed0", "ghmlc_seed1",
+                                    "ghmlc_seed0_class_first", "ghmlc_seed1_class_first"])
+  for method in ("hmce", "ghmlc"):
+    runs = [per_run(out, f"{method}_seed{s}") for s in range(2)]
+    for key in ("linear_probe_accuracy", "knn_accuracy", "embedding_variance"):
+      values = np.array([np.atleast_1d(r[key]) for r in runs], np.float64)
+      stats = summary["methods"][method][key]
+      np.testing.assert_allclose(stats["mean"], values.mean(0), rtol=1e-12)
+      np.testing.assert_allclose(stats["std"], values.std(0, ddof=1), rtol=1e-12)
+
+
+def test_ordering_reads_each_digit_from_either_order(suite):
+  out, _ = suite
+  summary = json.loads((out / "results.json").read_text())
+  default = [per_run(out, f"ghmlc_seed{s}") for s in range(2)]
+  swapped = [per_run(out, f"ghmlc_seed{s}_class_first") for s in range(2)]
+  assert default[0]["level_names"] == ["category", "class"]
+  assert swapped[0]["level_names"] == ["class", "category"]
+  table = summary["ordering"]["ghmlc"]
+  assert table["category_first"]["category"] == pytest.approx(
+      np.mean([r["linear_probe_accuracy"][0] for r in default]))
+  assert table["category_first"]["class"] == pytest.approx(
+      np.mean([r["extra_probe_accuracy"]["class"] for r in default]))
+  assert table["class_first"]["class"] == pytest.approx(
+      np.mean([r["linear_probe_accuracy"][0] for r in swapped]))
+  assert table["class_first"]["category"] == pytest.approx(
+      np.mean([r["extra_probe_accuracy"]["category"] for r in swapped]))
+  assert table["change"]["path"] == pytest.approx(
+      table["class_first"]["path"] - table["category_first"]["path"])
+
+
+def test_rerun_skips_finished_runs(suite):
+  out, _ = suite
+  before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.json")}
+  run = compare(out, "--seeds=2", "--methods=hmce,ghmlc", "--swap_methods=ghmlc", "--smoke")
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert run.stdout.count("finished earlier, skipping") == 6
+  assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.json")} == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods=hmce,nope", "--smoke"], "unknown method 'nope'"),
+    (["--seeds=0", "--smoke"], "--seeds must be at least 1"),
+])
+def test_bad_arguments(tmp_path, args, message):
+  run = compare(tmp_path / "out", *args)
+  assert run.returncode == 2
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines

@@ -1,0 +1,56 @@
+"""hmnist: the composite construction on (mock) tensorflow-datasets MNIST."""
+import ml_collections
+import numpy as np
+import pytest
+
+from hmlc_jax.data import composite, hmnist
+from hmlc_jax.errors import UserInputError
+from tests.fixtures import MNIST_SIZES, mock_mnist, write_tfds_metadata
+from tests.smoke import run_and_check, smoke_config
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+  return write_tfds_metadata(tmp_path_factory.mktemp("tfds") / "mnist", "mnist", MNIST_SIZES)
+
+
+def config(mnist_dir, **kw):
+  return ml_collections.ConfigDict(dict(name="hmnist", data_dir=mnist_dir, download=False,
+                                        seed=0, train_size=200, test_size=100, canvas=40,
+                                        **kw))
+
+
+def test_composites_from_the_right_split(mnist_dir):
+  with tfds.testing.mock_data(data_dir=mnist_dir, as_dataset_fn=mock_mnist):
+    ds = hmnist.load(config(mnist_dir))
+    train, test = tfds.load("mnist", split=["train", "test"], data_dir=mnist_dir,
+                            batch_size=-1, download=False)
+  assert ds.train_x.shape == (200, 40, 40, 1) and ds.test_x.shape == (100, 40, 40, 1)
+  # Rebuild from the raw digits with the same seed: the test set only uses test images.
+  rng = np.random.default_rng(0)
+  layouts = []
+  for split, size in ((train, 200), (test, 100)):
+    digits = np.asarray(split["label"])
+    layouts.append(composite.sample_layout(composite.sources_by_digit(digits), size, rng,
+                                           40, 28))
+  test_images = np.asarray(test["image"])[..., 0] / 255.0
+  np.testing.assert_array_equal(ds.test_x, composite.render(test_images, layouts[1], 40))
+  np.testing.assert_array_equal(ds.test_y, composite.labels_of(layouts[1]))
+  assert np.array_equal(ds.train_y[:, 0], ds.train_y[:, 1] // 10)
+
+
+def test_bad_canvas_and_missing_data(mnist_dir, tmp_path):
+  with pytest.raises(UserInputError, match="dataset.canvas"):
+    hmnist.load(ml_collections.ConfigDict(dict(canvas=20)))
+  with pytest.raises(UserInputError, match="tfds.load\\('mnist'\\)"):
+    hmnist.load(config(str(tmp_path)))
+
+
+@pytest.mark.parametrize("method", ["supcon", "hmce", "ghmlc", "ahmlc"])
+def test_hmnist_smoke(method, mnist_dir, tmp_path):
+  cfg = smoke_config(f"hmnist_{method}", **{"dataset.data_dir": mnist_dir,
+                                            "dataset.download": False})
+  with tfds.testing.mock_data(data_dir=mnist_dir, as_dataset_fn=mock_mnist):
+    run_and_check(cfg, tmp_path / "run")

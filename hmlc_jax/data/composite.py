@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmlc_jax.data import Dataset
 from hmlc_jax.errors import UserInputError
 
 LEVEL_ORDERS = ("category_first", "class_first")
@@ -117,3 +118,34 @@ def other_digit(layout: dict, order: str) -> tuple:
   """(name, labels ``[size]``) of the fine digit on its own, which no level holds."""
   return ("class", layout["klass"]) if order == "category_first" else ("category",
                                                                        layout["category"])
+
+
+def check_sizes(train_size: int, test_size: int) -> None:
+  for field, value in (("train_size", train_size), ("test_size", test_size)):
+    if value < 100:
+      raise UserInputError(f"dataset.{field} must be at least 100 (one per leaf path), "
+                           f"got {value}")
+
+
+def composite_dataset(name: str, images: tuple, layout_pair: tuple, canvas: int,
+                      order: str) -> Dataset:
+  """A `Dataset` of two-digit composites.
+
+  Args:
+    name: registry name.
+    images: float source images (train, test) ``[M, d, d]`` in [0, 1].
+    layout_pair: (train, test) layouts of `sample_layout`.
+    canvas: side of the square canvas.
+    order: one of `LEVEL_ORDERS`.
+  """
+  check_level_order(order)
+  (train_images, test_images), (train, test) = images, layout_pair
+  extra_name, train_extra = other_digit(train, order)
+  _, test_extra = other_digit(test, order)
+  return Dataset(name=name, kind="image",
+                 train_x=render(train_images, train, canvas),
+                 train_y=labels_of(train, order),
+                 test_x=render(test_images, test, canvas),
+                 test_y=labels_of(test, order),
+                 num_classes=(10, 100), level_names=level_names(order),
+                 extra_labels={extra_name: (train_extra, test_extra, 10)}).validated()

@@ -17,7 +17,6 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax.data import Dataset, composite
-from hmlc_jax.errors import UserInputError
 
 CANVAS = 32
 DIGIT = 8
@@ -30,50 +29,19 @@ def source_images() -> tuple:
   return digits.images.astype(np.float64) / 16.0, digits.target
 
 
-def check_sizes(train_size: int, test_size: int) -> None:
-  for field, value in (("train_size", train_size), ("test_size", test_size)):
-    if value < 100:
-      raise UserInputError(f"dataset.{field} must be at least 100 (one per leaf path), "
-                           f"got {value}")
-
-
 def layouts(config: ml_collections.ConfigDict, targets: np.ndarray) -> tuple:
   """The (train, test) layouts of ``config`` (``seed``, sizes, ``test_fraction``)."""
   train_size, test_size = config.get("train_size", 20000), config.get("test_size", 5000)
-  check_sizes(train_size, test_size)
+  composite.check_sizes(train_size, test_size)
   rng = np.random.default_rng(config.get("seed", 0))
   train_src, test_src = composite.split_sources(targets, config.get("test_fraction", 0.3), rng)
   return (composite.sample_layout(train_src, train_size, rng, CANVAS, DIGIT),
           composite.sample_layout(test_src, test_size, rng, CANVAS, DIGIT))
 
 
-def composite_dataset(name: str, images: tuple, layout_pair: tuple, canvas: int,
-                      order: str) -> Dataset:
-  """A `Dataset` of two-digit composites.
-
-  Args:
-    name: registry name.
-    images: float source images (train, test) ``[M, d, d]`` in [0, 1].
-    layout_pair: (train, test) layouts of `composite.sample_layout`.
-    canvas: side of the square canvas.
-    order: one of `composite.LEVEL_ORDERS`.
-  """
-  composite.check_level_order(order)
-  (train_images, test_images), (train, test) = images, layout_pair
-  extra_name, train_extra = composite.other_digit(train, order)
-  _, test_extra = composite.other_digit(test, order)
-  return Dataset(name=name, kind="image",
-                 train_x=composite.render(train_images, train, canvas),
-                 train_y=composite.labels_of(train, order),
-                 test_x=composite.render(test_images, test, canvas),
-                 test_y=composite.labels_of(test, order),
-                 num_classes=(10, 100), level_names=composite.level_names(order),
-                 extra_labels={extra_name: (train_extra, test_extra, 10)}).validated()
-
-
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """Builds hdigits from ``config`` (``seed``, ``train_size``, ``test_size``,
   ``level_order``)."""
   images, targets = source_images()
-  return composite_dataset("hdigits", (images, images), layouts(config, targets), CANVAS,
+  return composite.composite_dataset("hdigits", (images, images), layouts(config, targets), CANVAS,
                            config.get("level_order", "category_first"))

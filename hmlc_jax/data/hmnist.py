@@ -16,7 +16,6 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax.data import Dataset, composite
-from hmlc_jax.data.hdigits import check_sizes, composite_dataset
 from hmlc_jax.data.tfds_io import data_dir_of, read_splits
 from hmlc_jax.errors import UserInputError
 
@@ -46,7 +45,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   if not isinstance(canvas, int) or canvas < DIGIT:
     raise UserInputError(f"dataset.canvas must be an int of at least {DIGIT}, got {canvas!r}")
   train_size, test_size = config.get("train_size", 60000), config.get("test_size", 10000)
-  check_sizes(train_size, test_size)
+  composite.check_sizes(train_size, test_size)
   train, test = read_splits("mnist", "MNIST", data_dir_of(config),
                             bool(config.get("download", True)))
   (train_images, train_digits), (test_images, test_digits) = (
@@ -55,5 +54,5 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   layouts = tuple(composite.sample_layout(composite.sources_by_digit(digits), size, rng,
                                           canvas, DIGIT)
                   for digits, size in ((train_digits, train_size), (test_digits, test_size)))
-  return composite_dataset("hmnist", (train_images, test_images), layouts, canvas,
+  return composite.composite_dataset("hmnist", (train_images, test_images), layouts, canvas,
                            config.get("level_order", "category_first"))

@@ -31,6 +31,18 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "tsne", "demo"],
                   "eval: evaluate the newest checkpoint in --workdir again; "
                   "tsne: draw --workdir/tsne.png, t-SNE of test embeddings per level; "
                   "demo: evaluate every loss on a random batch (configs/demo.py).")
+flags.DEFINE_bool("overwrite", False,
+                  "Clear --workdir's checkpoints and results first. Without it, a workdir "
+                  "trained with a different method, model, data set or batch size is an error.")
+flags.DEFINE_string("coordinator_address", None,
+                    "Multi-process run: HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None,
+                     "Multi-process run: number of processes (or $JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None,
+                     "Multi-process run: this process's index (or $JAX_PROCESS_ID).")
+flags.DEFINE_bool("multihost", False,
+                  "Multi-process run with JAX's own detection of the above (Cloud TPU pod "
+                  "slices, Slurm, Open MPI).")
 flags.DEFINE_integer("cpu_devices", 0,
                      "On a CPU-only machine, split the host into this many XLA devices and "
                      "pmap over them (measured 1.5x faster than one device on 2 cores). "
@@ -88,12 +100,14 @@ def main(argv):
     return
   if "batch_size" in config:
     split_cpu(FLAGS.cpu_devices or cpu_devices_for(config.batch_size))
-  from hmlc_jax import train
-  from hmlc_jax.errors import UserInputError
+  from hmlc_jax import distributed, train
+  from hmlc_jax.errors import NonFiniteError, UserInputError
   workdir = FLAGS.workdir or default_workdir()
   try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                           auto=FLAGS.multihost)
     if FLAGS.mode == "train":
-      results = train.train_and_evaluate(config, workdir)
+      results = train.train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "eval":
       results = train.evaluate_workdir(config, workdir)
     else:
@@ -102,6 +116,15 @@ def main(argv):
       return
   except UserInputError as e:
     fail(str(e))
+  except NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if not train.is_lead():
+    return
+  if results.get("stopped_by"):
+    print(f"{results['stopped_by']}: stopped after step {results['steps']} with a checkpoint "
+          f"there; run the same command again to resume")
+    return
   print(train.summary(results, workdir))
 
 

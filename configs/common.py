@@ -39,12 +39,17 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       attention_activation="sigmoid", dtype="float32"))
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar100", data_dir="", seed=0, download=True, num_points=1024,
-      train_size=0, test_size=0))
+      train_size=0, test_size=0,
+      eval_split="test",            # or "validation": held out of train, to choose settings
+      validation_fraction=0.1))
   c.augment = image_augment()
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,
       probe_weight_decays=(0.0, 1e-4, 1e-3, 1e-2), probe_val_fraction=0.1,
       knn_k=20, knn_temperature=0.07))
+  c.nan_policy = "stop"              # a non-finite step: stop | skip (drop that update)
+  c.max_skips = 5                   # skip: stop after this many non-finite steps in a row
+  c.inject_nonfinite_at_step = -1   # testing: make this step's gradient non-finite
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.log_every_steps = 50
@@ -98,7 +103,7 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str, name: str) -> ml_colle
 def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   """Hierarchical digits (embedded, offline), small CNN; the README's main run."""
   c = base_config(method)
-  c.dataset.update(name="hdigits", train_size=20000, test_size=5000,
+  c.dataset.update(name="hdigits", train_size=20000, test_size=5000, validation_fraction=0.2,
                    level_order="category_first")   # or class_first: the digits swap roles
   c.model.update(backbone="small_cnn", width=32, convs_per_stage=1)
   c.augment = image_augment(crop_scale=(0.6, 1.0), flip=False, jitter_prob=0.8,

@@ -98,25 +98,37 @@ def planned_runs(args) -> List[Dict]:
   return runs
 
 
+def train_unless_done(config_fn, workdir: str, label: str) -> Dict:
+  """The results of ``workdir``: read if its results.json exists, else trained
+  now with ``config_fn()`` (called only then)."""
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path):
+    print(f"{label}: finished earlier, skipping", flush=True)
+  else:
+    print(f"{label}: training", flush=True)
+    from hmlc_jax import train
+    if train.train_and_evaluate(config_fn(), workdir).get("stopped_by"):
+      print(f"{label}: stopped by a signal with a checkpoint; rerun the same command to "
+            "resume", flush=True)
+      sys.exit(0)
+  with open(path) as f:
+    return json.load(f)
+
+
 def train_missing(args, runs: List[Dict]) -> Dict[str, Dict]:
   """Trains every run without a results.json; returns name -> results."""
-  from hmlc_jax import train
   results = {}
   for i, run in enumerate(runs):
     name = run_name(run["method"], run["seed"], run["order"])
-    workdir = os.path.join(args.out, "runs", name)
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-      print(f"[{i + 1}/{len(runs)}] {name}: finished earlier, skipping", flush=True)
-    else:
-      print(f"[{i + 1}/{len(runs)}] {name}: training", flush=True)
+
+    def config_fn(run=run):
       config = load_config(args.configs_dir, args.suite, run["method"], args.smoke)
       config.seed = run["seed"]
       if run["order"]:
         config.dataset.level_order = run["order"]
-      train.train_and_evaluate(config, workdir)
-    with open(path) as f:
-      results[name] = json.load(f)
+      return config
+    results[name] = train_unless_done(config_fn, os.path.join(args.out, "runs", name),
+                                      f"[{i + 1}/{len(runs)}] {name}")
   return results
 
 
@@ -174,11 +186,13 @@ def tsne(args, results: Dict[str, Dict]) -> str:
 
 
 def cell(stats: Dict, i: int, percent: bool) -> str:
+  """``mean ± std`` of entry ``i`` (just the mean for one run), in % if ``percent``."""
   mean, std = stats["mean"][i], stats["std"][i]
   if mean is None:
     return "n/a"
-  scale = 100.0 if percent else 1.0
-  return f"{scale * mean:.{1 if percent else 3}f} ± {scale * std:.{1 if percent else 3}f}"
+  scale, digits = (100.0, 1) if percent else (1.0, 3)
+  text = f"{scale * mean:.{digits}f}"
+  return text if len(stats.get("values", [])) == 1 else f"{text} ± {scale * std:.{digits}f}"
 
 
 def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,

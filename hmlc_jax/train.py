@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 import flax
@@ -31,24 +31,26 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
-
-from hmlc_jax import evaluate, methods, models, progress
+from hmlc_jax import checkpoints, evaluate, methods, models, progress
 from hmlc_jax.data import Dataset, augment, load_dataset
-from hmlc_jax.errors import UserInputError
+from hmlc_jax.errors import NonFiniteError, UserInputError
+from hmlc_jax.preemption import StopSignals
 
 AXIS = "batch"
 OPTIMIZERS = ("sgd", "lars", "adamw")
+NAN_POLICIES = ("stop", "skip")
 
 
 class TrainState(train_state.TrainState):
-  """Optax train state plus BatchNorm statistics and the latest step's loss."""
+  """Optax train state plus BatchNorm statistics, the latest applied step's loss,
+  and the count of rejected (non-finite) updates: ``skips`` in all,
+  ``skip_run`` in a row now, ``longest_skip_run``, ``first_skip_step`` (-1: none)."""
   batch_stats: Any
   last_loss: jnp.ndarray
-
-
-class NonFiniteError(RuntimeError):
-  """Training produced a non-finite loss or parameters; nothing was saved."""
+  skips: jnp.ndarray
+  skip_run: jnp.ndarray
+  longest_skip_run: jnp.ndarray
+  first_skip_step: jnp.ndarray
 
 
 # ----------------------------------------------------------------------------
@@ -68,10 +70,15 @@ def check_config(config: ml_collections.ConfigDict, num_levels: int) -> None:
                          f"{list(OPTIMIZERS)}")
   if config.num_train_steps <= 0 and not config.num_epochs > 0:
     raise UserInputError("set num_epochs > 0 or num_train_steps > 0")
-  devices = jax.local_device_count()
+  if config.nan_policy not in NAN_POLICIES:
+    raise UserInputError(f"unknown nan_policy {config.nan_policy!r}; choose one of "
+                         f"{list(NAN_POLICIES)}")
+  if config.max_skips < 1:
+    raise UserInputError(f"max_skips must be at least 1, got {config.max_skips}")
+  devices = jax.device_count()
   if config.batch_size % devices:
     raise UserInputError(f"batch_size {config.batch_size} is not divisible by the "
-                         f"{devices} local devices; use a multiple of {devices}")
+                         f"{devices} devices; use a multiple of {devices}")
 
 
 def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -108,9 +115,12 @@ def create_train_state(config: ml_collections.ConfigDict, model, sample_input: n
   # "rbg" keys compile ~10x faster than threefry on CPU; init runs once, on one device.
   variables = init(jax.random.key(config.seed, impl="rbg"), jnp.asarray(sample_input))
   tx, _ = make_optimizer(config, total_steps(config, num_train), num_train)
+  count = lambda value: jnp.full((), value, jnp.int32)
   return TrainState.create(apply_fn=model.apply, params=variables["params"],
                            batch_stats=variables.get("batch_stats", {}), tx=tx,
-                           last_loss=jnp.zeros((), jnp.float32))
+                           last_loss=jnp.zeros((), jnp.float32), skips=count(0),
+                           skip_run=count(0), longest_skip_run=count(0),
+                           first_skip_step=count(-1))
 
 
 # ----------------------------------------------------------------------------
@@ -135,17 +145,21 @@ def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> n
 
 
 def device_batch(data: Dataset, config: ml_collections.ConfigDict, step: int) -> Dict:
-  """Global batch ``step`` as host arrays with a leading local-device axis.
+  """This process's share of global batch ``step``, with a leading local-device axis.
+
+  Process ``p`` of ``P`` takes global batch positions ``[p * B / P, (p + 1) * B / P)``.
 
   Returns:
     ``x`` ``[devices, b, ...]`` raw inputs, ``y`` int32 ``[devices, b, H]`` and
     ``position`` int32 ``[devices, b]`` (place in the global batch).
   """
-  idx = batch_indices(config.seed, step, len(data.train_x), config.batch_size)
+  share = config.batch_size // jax.process_count()
+  position = jax.process_index() * share + np.arange(share, dtype=np.int32)
+  idx = batch_indices(config.seed, step, len(data.train_x), config.batch_size)[position]
   devices = jax.local_device_count()
   split = lambda a: a.reshape((devices, -1) + a.shape[1:])
   return {"x": split(data.train_x[idx]), "y": split(data.train_y[idx]),
-          "position": split(np.arange(config.batch_size, dtype=np.int32))}
+          "position": split(position)}
 
 
 def replicate(tree):
@@ -190,10 +204,31 @@ def train_step(state: TrainState, batch: Dict, *, model, config: ml_collections.
   # The losses return the global-batch loss on every device and each device's
   # share of its gradient: summing the shares gives the full gradient.
   grads = jax.lax.psum(grads, AXIS)
-  state = state.apply_gradients(grads=grads, batch_stats=batch_stats, last_loss=loss)
-  metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+  grad_norm = optax.global_norm(grads)
+  if config.inject_nonfinite_at_step >= 0:     # test hook: a non-finite step on purpose
+    grad_norm = jnp.where(state.step + 1 == config.inject_nonfinite_at_step, jnp.nan, grad_norm)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats, last_loss=loss)
+  state = keep_finite(finite, updated, state)
+  metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
                  learning_rate=schedule(state.step - 1))
   return state, jax.lax.pmean(metrics, AXIS)
+
+
+def keep_finite(finite: jnp.ndarray, updated: TrainState, state: TrainState) -> TrainState:
+  """``updated`` when the step was finite, else ``state`` one step on with the skip counted.
+
+  A non-finite update never enters the state; ``nan_policy`` decides on the
+  host whether training goes on.
+  """
+  kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
+                      state.replace(step=updated.step))
+  run = jnp.where(finite, 0, state.skip_run + 1)
+  return kept.replace(
+      skips=state.skips + (~finite).astype(jnp.int32), skip_run=run,
+      longest_skip_run=jnp.maximum(state.longest_skip_run, run),
+      first_skip_step=jnp.where((state.first_skip_step < 0) & ~finite, updated.step,
+                                state.first_skip_step))
 
 
 def pmapped_train_step(model, config: ml_collections.ConfigDict, kind: str, schedule):
@@ -206,51 +241,20 @@ def pmapped_train_step(model, config: ml_collections.ConfigDict, kind: str, sche
 # Checkpoints
 
 
-def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
-
-
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
-  """``state`` with the newest checkpoint's values, or ``state`` when there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-
-
 def restore_trained(workdir: str, config: ml_collections.ConfigDict, model,
                     sample_input: np.ndarray, num_train: int) -> TrainState:
-  """The newest checkpoint of ``workdir``; UserInputError when there is none."""
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    manager.close()
+  """The newest readable checkpoint of ``workdir``; UserInputError when there is none."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
                          f"(--mode=train)")
-  state = restore_latest(manager, create_train_state(config, model, sample_input, num_train))
+  manager = checkpoints.manager_for(workdir, config.keep_checkpoints)
+  fresh = create_train_state(config, model, sample_input, num_train)
+  state = checkpoints.restore_newest_readable(manager, fresh)
   manager.close()
+  if state is fresh:
+    raise UserInputError(f"no readable checkpoint under {workdir}/checkpoints; train first "
+                         f"(--mode=train)")
   return state
-
-
-def save_checkpoint(manager: ocp.CheckpointManager, state: TrainState) -> None:
-  """Saves the (unreplicated) ``state`` at its step after checking it is finite."""
-  saved = (state.params, state.batch_stats, state.opt_state, state.last_loss)
-  if not all_finite(saved):
-    raise NonFiniteError(f"non-finite values in the train state at step {int(state.step)}; not saved "
-                         f"(last checkpoint: step {manager.latest_step()})")
-  manager.save(int(state.step), args=ocp.args.StandardSave(state))
-
-
-@jax.jit
-def _all_finite(tree) -> jnp.ndarray:
-  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def all_finite(tree) -> bool:
-  return bool(_all_finite(tree))
 
 
 # ----------------------------------------------------------------------------
@@ -263,56 +267,77 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, axis_name=None
                              axis_name=axis_name)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset) -> Dict[str, Any]:
-  """Trains (resuming if possible) and returns the final state and run statistics."""
+def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
+          stop: Optional[StopSignals] = None) -> Dict[str, Any]:
+  """Trains (resuming if possible) and returns the final state and run statistics.
+
+  When ``stop`` has received a signal, the run ends after the current step
+  with a checkpoint there, and the result has ``stopped_by`` (the signal).
+  """
   num_steps = total_steps(config, len(data.train_x))
   model = build_model(config, data, axis_name=AXIS)
   sample = augment.prepare_eval(data.train_x[:1], data.kind)
   state = create_train_state(config, model, sample, len(data.train_x))
-  manager = checkpoint_manager(workdir, config)
-  state = restore_latest(manager, state)
+  manager = checkpoints.manager_for(workdir, config.keep_checkpoints)
+  state = checkpoints.restore_newest_readable(manager, state)
   start = int(state.step)
   if start:
     logging.warning("resuming from the checkpoint at step %d", start)
   _, schedule = make_optimizer(config, num_steps, len(data.train_x))
   p_step = pmapped_train_step(model, config, data.kind, schedule)
-  lead = jax.process_index() == 0
+  lead = is_lead()
   writer = progress.create_writer(os.path.join(workdir, "tensorboard") if lead else None,
                                   console=lead and config.log_to_console)
   bar = progress.progress_bar(num_steps, start, enabled=lead and config.progress_bar)
-  replicated = replicate(state)
+  replicated, stopped_by, done = replicate(state), None, start
   metrics, timed_from, t0 = None, None, time.perf_counter()
-  for step in range(start, num_steps):
-    replicated, metrics = p_step(replicated, device_batch(data, config, step))
-    done = step + 1
-    if done == start + 1:               # the first step includes compilation
-      jax.block_until_ready(metrics)
-      timed_from, t0 = done, time.perf_counter()
-    if done % config.log_every_steps == 0 or done == num_steps:
-      scalars = jax.device_get(jax_utils.unreplicate(metrics))
-      check_finite_loss(scalars, done, manager)
-      writer.write_scalars(done, scalars)
-      bar.set_postfix(loss=f"{float(scalars['loss']):.4f}", refresh=False)
-    if done % config.checkpoint_every_steps == 0 or done == num_steps:
-      save_checkpoint(manager, jax_utils.unreplicate(replicated))
-    bar.update(1)
-  jax.block_until_ready(replicated)
-  elapsed = time.perf_counter() - t0
-  bar.close()
-  manager.wait_until_finished()
-  writer.close()
+  try:
+    for step in range(start, num_steps):
+      replicated, metrics = p_step(replicated, device_batch(data, config, step))
+      done = step + 1
+      if done == start + 1:               # the first step includes compilation
+        jax.block_until_ready(metrics)
+        timed_from, t0 = done, time.perf_counter()
+      stopped_by = stop.any_process() if stop else None
+      if done % config.log_every_steps == 0 or done == num_steps:
+        scalars = jax.device_get(jax_utils.unreplicate(metrics))
+        writer.write_scalars(done, scalars)
+        bar.set_postfix(loss=f"{float(scalars['loss']):.4f}", refresh=False)
+      if done % config.checkpoint_every_steps == 0 or done == num_steps or stopped_by:
+        check_skips(replicated, config, done, manager)
+        checkpoints.save_finite(manager, jax_utils.unreplicate(replicated))
+      elif done % config.log_every_steps == 0:
+        check_skips(replicated, config, done, manager)
+      bar.update(1)
+      if stopped_by:
+        break
+    jax.block_until_ready(replicated)
+    elapsed = time.perf_counter() - t0
+  finally:                             # also on errors: let orbax finish writing
+    bar.close()
+    manager.wait_until_finished()
+    writer.close()
+    manager.close()
   state = jax_utils.unreplicate(replicated)
-  manager.close()
-  timed = num_steps - timed_from if timed_from is not None else 0
-  return {"state": state, "model": build_model(config, data), "steps": num_steps,
-          "train_loss": float(state.last_loss),
+  timed = done - timed_from if timed_from is not None else 0
+  return {"state": state, "model": build_model(config, data), "steps": done,
+          "train_loss": float(state.last_loss), "skipped_steps": int(state.skips),
+          "stopped_by": stopped_by,
           "examples_per_sec": (timed * config.batch_size / elapsed) if timed else None}
 
 
-def check_finite_loss(scalars: Dict, step: int, manager) -> None:
-  if not np.isfinite(scalars["loss"]):
-    raise NonFiniteError(f"non-finite loss at step {step}; nothing saved after the last "
-                         f"checkpoint (step {manager.latest_step()})")
+def check_skips(replicated: TrainState, config: ml_collections.ConfigDict, step: int,
+                manager) -> None:
+  """NonFiniteError when the rejected non-finite updates so far break ``nan_policy``."""
+  skips, longest, first = (int(jax.device_get(x[0])) for x in (
+      replicated.skips, replicated.longest_skip_run, replicated.first_skip_step))
+  last = f"last good checkpoint: step {manager.latest_step()}"
+  if config.nan_policy == "stop" and skips:
+    raise NonFiniteError(f"non-finite loss or gradient at step {first} (not applied); "
+                         f"stopped by nan_policy=stop; {last}")
+  if longest >= config.max_skips:
+    raise NonFiniteError(f"{longest} non-finite steps in a row by step {step} "
+                         f"(nan_policy=skip, max_skips={config.max_skips}); {last}")
 
 
 def read_json(workdir: str, name: str) -> Dict[str, Any]:
@@ -332,8 +357,14 @@ def write_json(path: str, payload: Dict[str, Any]) -> None:
   os.replace(tmp, path)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       overwrite: bool = False) -> Dict[str, Any]:
   """Trains (or resumes), evaluates the frozen encoder and writes ``results.json``.
+
+  SIGTERM or SIGINT ends training after the current step with a checkpoint
+  there; the result is then ``{"stopped_by": signal, "steps": step}`` and
+  nothing is evaluated. A workdir trained with an incompatible config is a
+  UserInputError unless ``overwrite`` (which clears it first).
 
   Returns:
     the results dict (also written to ``workdir/results.json``).
@@ -342,19 +373,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   data = load_dataset(config.dataset)
   check_config(config, data.num_levels)
   build_model(config, data)             # validates config.model before anything is written
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  write_json(os.path.join(workdir, "data_spec.json"), data_spec(data))
-  run = train(config, workdir, data)
+  lead = is_lead()
+  if overwrite and lead:
+    checkpoints.clear(workdir)
+  checkpoints.check_resumable(workdir, config)
+  if lead:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    write_json(os.path.join(workdir, "data_spec.json"), data_spec(data))
+  sync("workdir ready")
+  with StopSignals() as stop:
+    run = train(config, workdir, data, stop)
+  if run["stopped_by"]:
+    return {"stopped_by": run["stopped_by"], "steps": run["steps"]}
   variables = {"params": run["state"].params, "batch_stats": run["state"].batch_stats}
   scores = evaluate.evaluate_encoder(run["model"], variables, data, config.eval, config.seed)
   results = dict(scores, train_loss=run["train_loss"], steps=run["steps"],
-                 examples_per_sec=run["examples_per_sec"],
+                 skipped_steps=run["skipped_steps"], examples_per_sec=run["examples_per_sec"],
                  wall_seconds=time.perf_counter() - wall_start,
-                 level_names=list(data.level_names), config=config.to_dict())
-  if jax.process_index() == 0:
+                 level_names=list(data.level_names), eval_split=eval_split(config),
+                 config=config.to_dict())
+  if lead:
     write_json(os.path.join(workdir, "results.json"), results)
   return results
+
+
+def is_lead() -> bool:
+  """Whether this is process 0, the one that writes logs and results."""
+  return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+  """Waits for every process of a multi-process run (no-op for one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -369,10 +422,16 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[st
   path = os.path.join(workdir, "results.json")
   results = read_json(workdir, "results.json") if os.path.exists(path) else {}
   results.update(scores, steps=int(state.step), train_loss=float(state.last_loss),
-                 level_names=list(data.level_names), config=config.to_dict())
-  if jax.process_index() == 0:
+                 level_names=list(data.level_names), eval_split=eval_split(config),
+                 config=config.to_dict())
+  if is_lead():
     write_json(path, results)
   return results
+
+
+def eval_split(config: ml_collections.ConfigDict) -> str:
+  """The split the scores are measured on: "test" or "validation"."""
+  return config.dataset.get("eval_split", "test")
 
 
 def summary(results: Dict[str, Any], workdir: str) -> str:
@@ -381,6 +440,7 @@ def summary(results: Dict[str, Any], workdir: str) -> str:
                                           range(len(results["linear_probe_accuracy"]))]
   per_level = lambda key: ", ".join(f"{n} {100 * a:.2f}%" for n, a in zip(names, results[key]))
   return "\n".join([
+      f"scores on the {results.get('eval_split', 'test')} split",
       f"linear probe: {per_level('linear_probe_accuracy')}",
       f"kNN:          {per_level('knn_accuracy')}",
       f"hierarchical consistency {results['hierarchical_consistency']:.4f}, "

@@ -99,3 +99,24 @@ def test_level_order_swaps_the_digits_roles():
   np.testing.assert_array_equal(b.extra_labels["category"][1], a.test_y[:, 0])
   with pytest.raises(UserInputError, match="dataset.level_order"):
     hdigits.load(small(level_order="sideways"))
+
+
+def test_validation_split_uses_only_held_out_training_sources():
+  _, targets = hdigits.source_images()
+  train, test = hdigits.layouts(small(), targets)
+  fit, val = hdigits.layouts(small(eval_split="validation", validation_fraction=0.2), targets)
+  used = lambda layout: set(layout["big"]) | set(layout["small"])
+  test_sources = set(np.concatenate(composite.split_sources(
+      targets, 0.3, np.random.default_rng(0))[1]))
+  assert used(test) <= test_sources                  # the test split as before
+  assert not used(val) & used(fit)                   # validation shares no source with fit
+  assert not (used(val) | used(fit)) & test_sources  # and neither touches a test image
+  assert len(val["category"]) == 200 and len(fit["category"]) == 300
+
+
+def test_hold_out_takes_a_fraction_of_each_digit():
+  sources = [np.arange(10 * d, 10 * d + 10) for d in range(10)]
+  kept, held = composite.hold_out(sources, 0.2, np.random.default_rng(0))
+  for d in range(10):
+    assert len(held[d]) == 2 and len(kept[d]) == 8
+    assert sorted(np.concatenate([kept[d], held[d]]).tolist()) == sources[d].tolist()

@@ -41,6 +41,22 @@ def test_composites_from_the_right_split(mnist_dir):
   assert np.array_equal(ds.train_y[:, 0], ds.train_y[:, 1] // 10)
 
 
+def test_validation_composites_come_from_held_out_train_images(mnist_dir):
+  with tfds.testing.mock_data(data_dir=mnist_dir, as_dataset_fn=mock_mnist):
+    ds = hmnist.load(config(mnist_dir, eval_split="validation", validation_fraction=0.2))
+    train = tfds.load("mnist", split="train", data_dir=mnist_dir, batch_size=-1,
+                      download=False)
+  rng = np.random.default_rng(0)
+  kept, held = composite.hold_out(composite.sources_by_digit(np.asarray(train["label"])),
+                                  0.2, rng)
+  fit, val = (composite.sample_layout(src, size, rng, 40, 28)
+              for src, size in ((kept, 200), (held, 100)))
+  images = np.asarray(train["image"])[..., 0] / 255.0
+  np.testing.assert_array_equal(ds.test_x, composite.render(images, val, 40))
+  np.testing.assert_array_equal(ds.train_x, composite.render(images, fit, 40))
+  assert not (set(val["big"]) | set(val["small"])) & (set(fit["big"]) | set(fit["small"]))
+
+
 def test_bad_canvas_and_missing_data(mnist_dir, tmp_path):
   with pytest.raises(UserInputError, match="dataset.canvas"):
     hmnist.load(ml_collections.ConfigDict(dict(canvas=20)))

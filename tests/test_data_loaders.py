@@ -274,3 +274,29 @@ def test_shapes3d_learnable_but_not_trivial():
   family_accuracy = np.mean(predicted // 4 == ds.test_y[:, 0])
   assert 0.4 < shape_accuracy < 0.95, shape_accuracy   # chance: 1/16
   assert family_accuracy > 0.6, family_accuracy        # chance: 1/4
+
+
+def test_validation_split_is_held_out_of_train():
+  fields = dict(name="shapes3d", num_points=64, train_size=80, test_size=32)
+  full = load_dataset(dataset_config(**fields))
+  held = load_dataset(dataset_config(eval_split="validation", validation_fraction=0.25,
+                                     **fields))
+  assert len(held.train_y) == 60 and len(held.test_y) == 20
+  rows = lambda x: {r.tobytes() for r in x}
+  assert not rows(held.train_x) & rows(held.test_x)
+  assert rows(held.train_x) | rows(held.test_x) == rows(full.train_x)
+  assert not rows(held.test_x) & rows(full.test_x)
+  index = {r.tobytes(): i for i, r in enumerate(full.train_x)}
+  for x, y in ((held.train_x, held.train_y), (held.test_x, held.test_y)):
+    np.testing.assert_array_equal(y, full.train_y[[index[r.tobytes()] for r in x]])
+
+
+@pytest.mark.parametrize("field,value", [("eval_split", "val"),
+                                         ("validation_fraction", 1.0)])
+def test_bad_eval_split_fields(field, value):
+  fields = dict(name="shapes3d", num_points=64, train_size=64, test_size=32,
+                eval_split="validation")
+  fields[field] = value
+  with pytest.raises(UserInputError, match=f"dataset.{field}") as e:
+    load_dataset(dataset_config(**fields))
+  assert_one_line_error(e)

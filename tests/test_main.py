@@ -61,6 +61,13 @@ DEMO = ["--config=configs/demo.py:smoke", "--mode=demo"]
     ([*DEMO, "--mode=fly"], "--mode"),
     ([*DEMO, "stray"], "unexpected arguments"),
     ([], "--config is required"),
+    ([SMOKE, "--config.batch_size=0"], "batch_size must be at least 1"),
+    ([SMOKE, "--config.temperature=-0.1"], "temperature"),
+    ([SMOKE, "--config.nan_policy=ignore"], "unknown nan_policy 'ignore'"),
+    ([SMOKE, "--config.max_skips=0"], "max_skips must be at least 1"),
+    ([SMOKE, "--config.dataset.eval_split=val"], "dataset.eval_split"),
+    ([SMOKE, "--mode=eval"], "no checkpoint"),
+    ([SMOKE, "--mode=tsne"], "not found"),
 ])
 def test_bad_input_gets_one_line_and_status_2(args, fragment, tmp_path):
   workdir = tmp_path / "run"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from configs import common
-from hmlc_jax import train
-from hmlc_jax.errors import UserInputError
+from hmlc_jax import checkpoints, train
+from hmlc_jax.errors import NonFiniteError, UserInputError
 
 
 def test_each_epoch_visits_every_example_once():
@@ -83,15 +83,18 @@ def test_non_finite_state_is_never_saved(tmp_path):
   import jax.numpy as jnp
   import optax
   c = common.hdigits("ghmlc", "smoke")
+  zero = jnp.int32(0)
   state = train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.sgd(0.1),
-                                  batch_stats={}, last_loss=jnp.float32(1.0))
-  manager = train.checkpoint_manager(str(tmp_path), c)
-  train.save_checkpoint(manager, state.replace(step=1))
+                                  batch_stats={}, last_loss=jnp.float32(1.0), skips=zero,
+                                  skip_run=zero, longest_skip_run=zero,
+                                  first_skip_step=jnp.int32(-1))
+  manager = checkpoints.manager_for(str(tmp_path), c.keep_checkpoints)
+  checkpoints.save_finite(manager, state.replace(step=1))
   manager.wait_until_finished()
   for bad in (state.replace(step=2, params={"w": jnp.array([1.0, jnp.nan, 1.0])}),
               state.replace(step=2, last_loss=jnp.float32(jnp.inf))):
-    with pytest.raises(train.NonFiniteError, match="last checkpoint: step 1"):
-      train.save_checkpoint(manager, bad)
+    with pytest.raises(NonFiniteError, match="last checkpoint: step 1"):
+      checkpoints.save_finite(manager, bad)
   manager.wait_until_finished()
   assert manager.all_steps() == [1]
   manager.close()

@@ -18,6 +18,7 @@ from hmlc_jax import hierarchy
 from hmlc_jax.errors import UserInputError
 
 DATASETS = ("hdigits", "hmnist", "cifar100", "modelnet40", "shapes3d")
+EVAL_SPLITS = ("test", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +78,34 @@ def check_labels(labels: np.ndarray, num_classes, split: str) -> np.ndarray:
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-  """Loads ``config.dataset.name`` (one of DATASETS)."""
+  """Loads ``config.dataset.name`` (one of DATASETS).
+
+  ``eval_split="validation"`` replaces the test split by a validation split
+  held out of the training data (``validation_fraction``), for choosing
+  settings without looking at the test split.
+  """
   if config.name not in DATASETS:
     raise UserInputError(f"unknown dataset.name {config.name!r}; choose one of "
                          f"{list(DATASETS)}")
+  split = config.get("eval_split", "test")
+  if split not in EVAL_SPLITS:
+    raise UserInputError(f"dataset.eval_split must be one of {list(EVAL_SPLITS)}, got {split!r}")
+  fraction = config.get("validation_fraction", 0.1)
+  if split == "validation" and not 0.0 < fraction < 1.0:
+    raise UserInputError(f"dataset.validation_fraction must lie in (0, 1), got {fraction!r}")
   module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
-  return module.load(config)
+  dataset = module.load(config)
+  if split == "validation" and not getattr(module, "BUILDS_VALIDATION", False):
+    dataset = hold_out_validation(dataset, fraction, config.get("seed", 0))
+  return dataset
+
+
+def hold_out_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+  """``dataset`` with its test split replaced by a random ``fraction`` of train."""
+  order = np.random.default_rng(seed).permutation(len(dataset.train_y))
+  n_val = max(1, int(round(fraction * len(order))))
+  train, val = order[n_val:], order[:n_val]
+  extra = {k: (y[train], y[val], n) for k, (y, _, n) in dataset.extra_labels.items()}
+  return dataclasses.replace(dataset, train_x=dataset.train_x[train],
+                             train_y=dataset.train_y[train], test_x=dataset.train_x[val],
+                             test_y=dataset.train_y[val], extra_labels=extra)

@@ -43,6 +43,21 @@ def split_sources(digits: np.ndarray, test_fraction: float, rng) -> tuple:
   return train, test
 
 
+def hold_out(sources: list, fraction: float, rng) -> tuple:
+  """Splits each digit's index array of ``sources``: (kept, held out) lists of 10 arrays.
+
+  The held-out images make validation composites that share no source image
+  with the training composites (``dataset.eval_split="validation"``).
+  """
+  kept, held = [], []
+  for idx in sources:
+    idx = rng.permutation(idx)
+    n_held = max(1, int(round(fraction * len(idx))))
+    held.append(idx[:n_held])
+    kept.append(idx[n_held:])
+  return kept, held
+
+
 def sources_by_digit(digits: np.ndarray) -> list:
   """10 index arrays: the images of each digit."""
   return [np.flatnonzero(digits == d) for d in range(10)]

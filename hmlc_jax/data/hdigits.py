@@ -19,6 +19,7 @@ import numpy as np
 from hmlc_jax.data import Dataset, composite
 
 CANVAS = 32
+BUILDS_VALIDATION = True    # eval_split="validation" is handled here, not generically
 DIGIT = 8
 
 
@@ -30,11 +31,18 @@ def source_images() -> tuple:
 
 
 def layouts(config: ml_collections.ConfigDict, targets: np.ndarray) -> tuple:
-  """The (train, test) layouts of ``config`` (``seed``, sizes, ``test_fraction``)."""
+  """The (train, test) layouts of ``config`` (``seed``, sizes, ``test_fraction``).
+
+  With ``eval_split="validation"`` the "test" layout is a validation set made
+  from held-out training source images (``validation_fraction`` per digit).
+  """
   train_size, test_size = config.get("train_size", 20000), config.get("test_size", 5000)
   composite.check_sizes(train_size, test_size)
   rng = np.random.default_rng(config.get("seed", 0))
   train_src, test_src = composite.split_sources(targets, config.get("test_fraction", 0.3), rng)
+  if config.get("eval_split", "test") == "validation":     # the test images stay unseen
+    train_src, test_src = composite.hold_out(train_src, config.get("validation_fraction", 0.1),
+                                             rng)
   return (composite.sample_layout(train_src, train_size, rng, CANVAS, DIGIT),
           composite.sample_layout(test_src, test_size, rng, CANVAS, DIGIT))
 

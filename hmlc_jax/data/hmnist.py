@@ -20,6 +20,7 @@ from hmlc_jax.data.tfds_io import data_dir_of, read_splits
 from hmlc_jax.errors import UserInputError
 
 DIGIT = 28
+BUILDS_VALIDATION = True    # eval_split="validation" is handled here, not generically
 
 
 def to_digits(split: dict, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -40,7 +41,7 @@ def to_digits(split: dict, name: str) -> Tuple[np.ndarray, np.ndarray]:
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """Builds hmnist (fields ``data_dir``, ``download``, ``seed``, ``train_size``,
-  ``test_size``, ``canvas``, ``level_order``)."""
+  ``test_size``, ``canvas``, ``level_order``, ``eval_split``)."""
   canvas = config.get("canvas", 56)
   if not isinstance(canvas, int) or canvas < DIGIT:
     raise UserInputError(f"dataset.canvas must be an int of at least {DIGIT}, got {canvas!r}")
@@ -51,8 +52,13 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   (train_images, train_digits), (test_images, test_digits) = (
       to_digits(train, "train"), to_digits(test, "test"))
   rng = np.random.default_rng(config.get("seed", 0))
-  layouts = tuple(composite.sample_layout(composite.sources_by_digit(digits), size, rng,
-                                          canvas, DIGIT)
-                  for digits, size in ((train_digits, train_size), (test_digits, test_size)))
+  train_src, test_src = (composite.sources_by_digit(train_digits),
+                         composite.sources_by_digit(test_digits))
+  if config.get("eval_split", "test") == "validation":     # held-out MNIST train images
+    train_src, test_src = composite.hold_out(train_src, config.get("validation_fraction", 0.1),
+                                             rng)
+    test_images = train_images
+  layouts = tuple(composite.sample_layout(src, size, rng, canvas, DIGIT)
+                  for src, size in ((train_src, train_size), (test_src, test_size)))
   return composite.composite_dataset("hmnist", (train_images, test_images), layouts, canvas,
                            config.get("level_order", "category_first"))

@@ -1,0 +1,74 @@
+"""Multi-process (multi-host) start-up: one process per host, `jax.distributed`.
+
+Every process runs the same command; each loads the data set, builds its
+share of every global batch (`train.device_batch`) and trains its local
+devices; `pmap` collectives span all processes' devices. Process 0 writes
+the logs, config and results; orbax writes checkpoints cooperatively.
+
+Where the arguments come from, first found wins: ``--coordinator_address``,
+``--num_processes``, ``--process_id`` flags; the environment variables
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``; or,
+with ``--multihost`` alone, JAX's own detection (Cloud TPU pod slices,
+Slurm, Open MPI).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from hmlc_jax.errors import UserInputError
+
+ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+       "process_id": "JAX_PROCESS_ID"}
+
+
+def settings(coordinator_address: Optional[str], num_processes: Optional[int],
+             process_id: Optional[int]) -> dict:
+  """The three arguments from flags (not None) or the environment; ints checked."""
+  given = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+               process_id=process_id)
+  out = {}
+  for name, value in given.items():
+    if value is None and os.environ.get(ENV[name]):
+      value = os.environ[ENV[name]]
+      if name != "coordinator_address":
+        try:
+          value = int(value)
+        except ValueError:
+          raise UserInputError(f"{ENV[name]} must be an integer, got {value!r}") from None
+    out[name] = value
+  if out["num_processes"] is not None and out["num_processes"] < 1:
+    raise UserInputError(f"--num_processes must be at least 1, got {out['num_processes']}")
+  if out["process_id"] is not None and out["num_processes"] is not None and not (
+      0 <= out["process_id"] < out["num_processes"]):
+    raise UserInputError(f"--process_id must lie in [0, {out['num_processes']}), "
+                         f"got {out['process_id']}")
+  if out["coordinator_address"] and ":" not in out["coordinator_address"]:
+    raise UserInputError(f"--coordinator_address must be HOST:PORT, "
+                         f"got {out['coordinator_address']!r}")
+  return out
+
+
+def initialize(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
+               process_id: Optional[int] = None, auto: bool = False) -> bool:
+  """Calls `jax.distributed.initialize` when a multi-process run is asked for.
+
+  Returns:
+    whether it did. A single process (nothing given, or ``num_processes=1``) is
+    left alone.
+  """
+  args = settings(coordinator_address, num_processes, process_id)
+  explicit = any(v is not None for v in args.values())
+  if not explicit and not auto:
+    return False
+  if args["num_processes"] == 1:
+    return False
+  if explicit and None in args.values():
+    missing = [f"--{k}" for k, v in args.items() if v is None]
+    raise UserInputError(f"a multi-process run needs {', '.join(missing)} too "
+                         f"(or their JAX_* environment variables)")
+  import jax
+  # CPU devices of different processes talk through gloo (GPU/TPU ignore this).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**{k: v for k, v in args.items() if v is not None})
+  return True

@@ -1,0 +1,72 @@
+"""The ablation runner: variant parsing, validation-only scoring, the table
+against the per-run results, resume, and bad variants."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+
+from hmlc_jax import ablation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_ablation(out, *extra):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run([sys.executable, "-m", "hmlc_jax.ablation", "--suite=hdigits",
+                         f"--out={out}", "--smoke", *extra], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_parse_and_split_variants():
+  assert ablation.parse_variant("default") == {}
+  assert ablation.parse_variant("gmm.num_iters=3+gmm.mask_grad=soft+augment.crop_scale=(0.9,1)"
+                                ) == {"gmm.num_iters": 3, "gmm.mask_grad": "soft",
+                                      "augment.crop_scale": (0.9, 1)}
+  assert ablation.split_variants("default,a=(1,2),b=x+c=3") == ["default", "a=(1,2)",
+                                                                "b=x+c=3"]
+  with pytest.raises(ValueError, match="FIELD=VALUE"):
+    ablation.parse_variant("gmm.num_iters")
+
+
+def test_apply_overrides_sets_nested_fields_and_rejects_unknown_ones():
+  config = ml_collections.ConfigDict(dict(temperature=0.1, gmm=dict(order="descending")))
+  ablation.apply_overrides(config, {"gmm.order": "ascending", "temperature": 0.5})
+  assert config.gmm.order == "ascending" and config.temperature == 0.5
+  for field in ("gmm.orders", "gmn.order", "temperature.x"):
+    with pytest.raises(ValueError, match="not a config field"):
+      ablation.apply_overrides(config, {field: 1})
+
+
+def test_smoke_ablation_table_validation_and_resume(tmp_path):
+  variants = "--variants=default,method=hmce+temperature=0.2"
+  run = run_ablation(tmp_path, variants, "--steps=2")
+  assert run.returncode == 0, run.stderr[-3000:]
+  summary = json.loads((tmp_path / "ablation.json").read_text())
+  assert list(summary["variants"]) == ["default", "method=hmce+temperature=0.2"]
+  for variant, name, method, temperature in (
+      ("default", "default_seed0", "ghmlc", 0.1),
+      ("method=hmce+temperature=0.2", "method_hmce_temperature_0.2_seed0", "hmce", 0.2)):
+    result = json.loads((tmp_path / "runs" / name / "results.json").read_text())
+    assert result["eval_split"] == "validation" and result["steps"] == 2
+    assert result["config"]["method"] == method
+    assert result["config"]["temperature"] == temperature
+    stats = summary["variants"][variant]["linear_probe_accuracy"]
+    np.testing.assert_allclose(stats["mean"], result["linear_probe_accuracy"], rtol=1e-12)
+  assert "| `method=hmce+temperature=0.2` |" in (tmp_path / "ablation.md").read_text()
+  rerun = run_ablation(tmp_path, variants, "--steps=2")
+  assert rerun.returncode == 0 and rerun.stdout.count("finished earlier, skipping") == 2
+
+
+@pytest.mark.parametrize("variant,fragment", [("gmm.mask_gradient=soft", "not a config field"),
+                                              ("temperature", "FIELD=VALUE"),
+                                              ("method=nope", "unknown method")])
+def test_bad_variant_is_one_line_exit_2(tmp_path, variant, fragment):
+  run = run_ablation(tmp_path / "out", f"--variants=default,{variant}")
+  assert run.returncode == 2 and fragment in run.stderr
+  assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

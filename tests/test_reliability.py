@@ -1,0 +1,137 @@
+"""Runs that survive what happens to real runs: SIGTERM (preemption), a corrupted
+newest checkpoint, a config that does not match the workdir, non-finite steps."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_training_runs import ROOT, SCORES, checkpoint_steps, environment, results
+
+ARGS = ["--config=configs/hdigits_hmce.py:smoke", "--config.num_train_steps=30",
+        "--config.checkpoint_every_steps=3", "--config.log_every_steps=10"]
+
+
+def command(workdir, *extra):
+  return [sys.executable, "main.py", *ARGS, f"--workdir={workdir}", *extra]
+
+
+def run(workdir, *extra):
+  return subprocess.run(command(workdir, *extra), cwd=ROOT, env=environment(),
+                        capture_output=True, text=True, timeout=300)
+
+
+def snapshot(workdir):
+  """Every file under ``workdir`` with its size and modification time."""
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      out[path] = (os.path.getsize(path), os.path.getmtime(path))
+  return out
+
+
+def rerun_matches_reference(workdir, reference):
+  """Runs the same command again in ``workdir``; its scores must equal ``reference``'s."""
+  rerun = run(workdir)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  expected, got = results(reference), results(workdir)
+  for key in SCORES:
+    assert got[key] == expected[key], key
+  return rerun
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  done = run(workdir)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert checkpoint_steps(workdir) == [24, 27, 30]
+  return workdir
+
+
+def test_sigterm_checkpoints_the_step_reached_exits_0_and_resumes_exactly(reference, tmp_path):
+  workdir = tmp_path / "preempted"
+  proc = subprocess.Popen(command(workdir), cwd=ROOT, env=environment(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+  signalled = time.time()
+  proc.send_signal(signal.SIGTERM)
+  stdout, stderr = proc.communicate(timeout=120)
+  assert time.time() - signalled < 60
+  assert proc.returncode == 0, stderr[-2000:]
+  line = [l for l in stdout.splitlines() if l.startswith("SIGTERM: stopped after step")]
+  assert line and "run the same command again to resume" in line[0], stdout
+  step = int(line[0].split("step ")[1].split()[0])
+  assert 3 <= step < 30 and checkpoint_steps(workdir)[-1] == step
+  assert not (workdir / "results.json").exists()
+  rerun = rerun_matches_reference(workdir, reference)
+  assert f"resuming from the checkpoint at step {step}" in rerun.stderr
+
+
+def test_corrupt_newest_checkpoint_warns_and_resumes_from_the_previous(reference, tmp_path):
+  workdir = tmp_path / "corrupt"
+  shutil.copytree(reference, workdir)
+  os.remove(workdir / "results.json")
+  for root, _, files in os.walk(workdir / "checkpoints" / "30"):
+    for name in files:                         # truncate every file of the newest step
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(max(0, os.path.getsize(os.path.join(root, name)) // 3))
+  rerun = rerun_matches_reference(workdir, reference)
+  warnings = [l for l in rerun.stderr.splitlines() if l.startswith("warning: the checkpoint")]
+  assert len(warnings) == 1 and "step 30 cannot be read" in warnings[0]
+  assert "resuming from the checkpoint at step 27" in rerun.stderr
+  assert (workdir / "unreadable_checkpoints" / "30").is_dir()
+  assert checkpoint_steps(workdir) == [24, 27, 30]
+
+
+def test_incompatible_config_is_refused_unless_overwrite(reference, tmp_path):
+  workdir = tmp_path / "other"
+  shutil.copytree(reference, workdir)
+  before = snapshot(workdir)
+  for change, field in (("--config.method=supcon", "method"),
+                        ("--config.batch_size=32", "batch_size"),
+                        ("--config.model.width=8", "model")):
+    refused = run(workdir, change)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"trained with {field}=" in lines[0] and "--overwrite" in lines[0]
+    assert snapshot(workdir) == before
+  fresh = run(workdir, "--config.method=supcon", "--overwrite")
+  assert fresh.returncode == 0, fresh.stderr[-2000:]
+  assert "resuming" not in fresh.stderr and results(workdir)["config"]["method"] == "supcon"
+
+
+def test_non_finite_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = tmp_path / "nan"
+  stopped = run(workdir, "--config.inject_nonfinite_at_step=8")
+  assert stopped.returncode == 1
+  lines = stopped.stderr.strip().splitlines()
+  assert "Traceback" not in stopped.stderr
+  assert lines[-1] == ("error: non-finite loss or gradient at step 8 (not applied); stopped "
+                       "by nan_policy=stop; last good checkpoint: step 6")
+  assert checkpoint_steps(workdir) == [3, 6]
+  evaluated = subprocess.run(command(workdir, "--mode=eval"), cwd=ROOT, env=environment(),
+                             capture_output=True, text=True, timeout=300)
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  got = results(workdir)
+  assert got["steps"] == 6 and np.isfinite(got["train_loss"])
+
+
+def test_skip_policy_drops_the_step_and_counts_it(tmp_path):
+  skipped = run(tmp_path / "skip", "--config.inject_nonfinite_at_step=8",
+                "--config.nan_policy=skip")
+  assert skipped.returncode == 0, skipped.stderr[-2000:]
+  got = results(tmp_path / "skip")
+  assert got["skipped_steps"] == 1 and got["steps"] == 30 and np.isfinite(got["train_loss"])
+  strict = run(tmp_path / "strict", "--config.inject_nonfinite_at_step=8",
+               "--config.nan_policy=skip", "--config.max_skips=1")
+  assert strict.returncode == 1
+  assert strict.stderr.strip().splitlines()[-1].startswith(
+      "error: 1 non-finite steps in a row by step 9 (nan_policy=skip, max_skips=1)")

@@ -74,17 +74,29 @@ def check_args(args: argparse.Namespace) -> None:
 def load_config(configs_dir: str, suite: str, method: str, smoke: bool):
   """``configs/<suite>_<method>.py`` (or the suite's G-HMLC file, re-methoded)."""
   path = os.path.join(configs_dir, f"{suite}_{method}.py")
-  fallback = not os.path.exists(path)
-  if fallback:
+  if not os.path.exists(path):
     path = os.path.join(configs_dir, f"{suite}_ghmlc.py")
-  if configs_dir not in sys.path:
-    sys.path.insert(0, os.path.dirname(configs_dir))
-  spec = importlib.util.spec_from_file_location(f"compare_{suite}_{method}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke" if smoke else "")
+  config = config_from_file(path + (":smoke" if smoke else ""))
   config.method = method
   return config
+
+
+def config_from_file(spec: str):
+  """The config of ``FILE.py[:variant]`` (``get_config(variant)``), as main.py reads it.
+
+  The directory above the file is put on ``sys.path`` so that configs can
+  ``from configs import common``.
+  """
+  path, _, variant = spec.partition(":")
+  path = os.path.abspath(path)
+  parent = os.path.dirname(os.path.dirname(path))
+  if parent not in sys.path:
+    sys.path.insert(0, parent)
+  name = "config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant)
 
 
 def run_name(method: str, seed: int, order: str = "") -> str:

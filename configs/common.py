@@ -31,6 +31,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.level_weights = "uniform"       # G-/A-HMLC: uniform | exp | pow2 | a list of H numbers
   c.full_weight = 0.0
   c.enforce_hierarchy = False
+  c.loss_block_rows = 0             # > 0: the N x N similarities in blocks of this many rows
   c.gmm = ml_collections.ConfigDict(dict(
       num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
       fit_over="sample", order="descending", mask_grad="hard"))

@@ -45,7 +45,8 @@ _TINY_NORM = 1e-30
 
 def supcon_loss(features: jnp.ndarray, labels: Optional[jnp.ndarray] = None, *,
                 temperature: float = 0.07, base_temperature: float = 0.07,
-                axis_name: Optional[str] = None) -> jnp.ndarray:
+                axis_name: Optional[str] = None,
+                block_rows: Optional[int] = None) -> jnp.ndarray:
   """Supervised contrastive loss; SimCLR's NT-Xent when ``labels`` is None.
 
   Args:
@@ -55,6 +56,9 @@ def supcon_loss(features: jnp.ndarray, labels: Optional[jnp.ndarray] = None, *,
     temperature: ``T > 0``.
     base_temperature: ``T_base``; the loss is scaled by ``T / T_base``.
     axis_name: pmap axis for global negatives, or None.
+    block_rows: compute the ``N x N`` similarities for this many anchor rows
+      at a time (same value and gradient, memory ``block_rows x N`` instead of
+      ``N x N``, for large batches); None or 0: all at once.
 
   Returns:
     scalar (float32): mean over all ``B * V`` anchors that have a positive.
@@ -69,14 +73,15 @@ def supcon_loss(features: jnp.ndarray, labels: Optional[jnp.ndarray] = None, *,
     ids = hierarchy.prefix_group_ids(all_labels[:, None])[0]
   losses = _level_losses(feats[None], contrast[None], ids[None], None, offset,
                          temperature=temperature, base_temperature=base_temperature,
-                         axis_name=axis_name)
+                         axis_name=axis_name, block_rows=block_rows)
   return losses[0]
 
 
 def hmlc_loss(features: jnp.ndarray, labels: jnp.ndarray, *, kind: str = "hmce",
               temperature: float = 0.07, base_temperature: float = 0.07,
               layer_penalty: hierarchy.Penalty = "exp",
-              axis_name: Optional[str] = None) -> jnp.ndarray:
+              axis_name: Optional[str] = None,
+              block_rows: Optional[int] = None) -> jnp.ndarray:
   """HMC, HCE and HMCE losses of Zhang et al. (CVPR 2022), reference semantics.
 
   A unique instance column is appended to the labels (``H + 1`` columns). For
@@ -103,6 +108,7 @@ def hmlc_loss(features: jnp.ndarray, labels: jnp.ndarray, *, kind: str = "hmce",
     layer_penalty: ``"exp"`` (``e**x``, what the authors' training script
       passes), ``"pow2"`` (``2**x``, their default) or a callable on floats.
     axis_name: pmap axis for global negatives, or None.
+    block_rows: anchors per block of the ``N x N`` work, as in ``supcon_loss``.
 
   Returns:
     scalar (float32).
@@ -123,7 +129,8 @@ def hmlc_loss(features: jnp.ndarray, labels: jnp.ndarray, *, kind: str = "hmce",
   losses = _level_losses(
       feats[None], contrast[None], prefix_ids[::-1],
       jnp.repeat(survivors[:, :, None], views, axis=2), offset,
-      temperature=temperature, base_temperature=base_temperature, axis_name=axis_name)
+      temperature=temperature, base_temperature=base_temperature, axis_name=axis_name,
+      block_rows=block_rows)
 
   total, worst_so_far = 0.0, -jnp.inf
   for level in range(num_levels):
@@ -140,7 +147,8 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
                gmm: Optional[gmm_lib.GMMConfig] = None,
                level_weights: hierarchy.LevelWeights = "uniform",
                full_weight: float = 0.0, enforce_hierarchy: bool = False,
-               axis_name: Optional[str] = None, return_aux: bool = False):
+               axis_name: Optional[str] = None, return_aux: bool = False,
+               block_rows: Optional[int] = None):
   """G-HMLC: per-level SupCon on features selected by an in-graph GMM.
 
   1. A ``K = H`` component 1-D Gaussian mixture is fitted by EM to the ``D``
@@ -172,6 +180,7 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
     enforce_hierarchy: apply the HCE-style maximum across levels.
     axis_name: pmap axis for global negatives (and the batch-mode statistic).
     return_aux: also return a dict of diagnostics.
+    block_rows: anchors per block of the ``N x N`` work, as in ``supcon_loss``.
 
   Returns:
     scalar (float32) loss, or ``(loss, aux)`` with ``aux`` holding
@@ -186,7 +195,7 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
   loss, aux = _masked_level_loss(
       z, masks, labels, temperature=temperature, base_temperature=base_temperature,
       level_weights=level_weights, full_weight=full_weight,
-      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name)
+      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name, block_rows=block_rows)
   aux["gmm_log_likelihood"] = _mean_over_devices(jnp.mean(fit.log_likelihood), axis_name)
   return (loss, aux) if return_aux else loss
 
@@ -195,7 +204,8 @@ def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray,
                temperature: float = 0.07, base_temperature: float = 0.07,
                level_weights: hierarchy.LevelWeights = "uniform",
                full_weight: float = 0.0, enforce_hierarchy: bool = False,
-               axis_name: Optional[str] = None, return_aux: bool = False):
+               axis_name: Optional[str] = None, return_aux: bool = False,
+               block_rows: Optional[int] = None):
   """A-HMLC: per-level SupCon on embeddings weighted by soft attention masks.
 
   ``u_h = normalise(z * M_h)`` and the level losses, weights and options are
@@ -207,7 +217,7 @@ def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray,
     masks: float ``[B, V, H, D]``, usually in ``[0, 1]``.
     labels: int ``[B, H]``, coarsest level first.
     temperature, base_temperature, level_weights, full_weight,
-    enforce_hierarchy, axis_name: as in ``ghmlc_loss``.
+    enforce_hierarchy, axis_name, block_rows: as in ``ghmlc_loss``.
     return_aux: also return ``{"level_losses": [H], "level_dims": [H]}``
       (``level_dims`` is the mean mask mass per level and row).
 
@@ -224,7 +234,7 @@ def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray,
   loss, aux = _masked_level_loss(
       z, masks, labels, temperature=temperature, base_temperature=base_temperature,
       level_weights=level_weights, full_weight=full_weight,
-      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name)
+      enforce_hierarchy=enforce_hierarchy, axis_name=axis_name, block_rows=block_rows)
   return (loss, aux) if return_aux else loss
 
 
@@ -250,7 +260,7 @@ def l2_normalize(x: jnp.ndarray, axis: int = -1):
 
 
 def _masked_level_loss(z, masks, labels, *, temperature, base_temperature, level_weights,
-                       full_weight, enforce_hierarchy, axis_name):
+                       full_weight, enforce_hierarchy, axis_name, block_rows):
   """Weighted per-level SupCon on ``normalise(z * M_h)``; the G-/A-HMLC core.
 
   Args:
@@ -270,20 +280,20 @@ def _masked_level_loss(z, masks, labels, *, temperature, base_temperature, level
       jnp.transpose(units, (2, 0, 1, 3)), jnp.transpose(contrast, (2, 0, 1, 3)),
       hierarchy.prefix_group_ids(all_labels), jnp.transpose(all_nonzero, (2, 0, 1)),
       offset, temperature=temperature, base_temperature=base_temperature,
-      axis_name=axis_name)
+      axis_name=axis_name, block_rows=block_rows)
   if enforce_hierarchy:
     losses = jax.lax.cummax(losses, axis=0, reverse=True)
   loss = jnp.sum(jnp.asarray(weights, losses.dtype) * losses)
   if full_weight:
     loss = loss + full_weight * supcon_loss(
         l2_normalize(z)[0], labels[:, -1], temperature=temperature,
-        base_temperature=base_temperature, axis_name=axis_name)
+        base_temperature=base_temperature, axis_name=axis_name, block_rows=block_rows)
   level_dims = _mean_over_devices(jnp.mean(jnp.sum(masks, axis=-1), axis=(0, 1)), axis_name)
   return loss, {"level_losses": losses, "level_dims": level_dims}
 
 
 def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
-                  base_temperature, axis_name):
+                  base_temperature, axis_name, block_rows=None):
   """Mean SupCon term of every level over the anchors that have a positive.
 
   The ``N x N`` work is one similarity matmul per distinct feature set, its
@@ -300,6 +310,7 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
       ids are positives.
     valid: bool ``[L, Bg, V]`` rows taking part in each level, or None (all).
     offset: index of the first local example within the global batch.
+    block_rows: anchors per block of the ``N x N`` part (see `_log_denominators`).
 
   Returns:
     float ``[L]``: each level's loss over the global batch.
@@ -323,22 +334,58 @@ def _level_losses(anchors, contrast, group_ids, valid, offset, *, temperature,
                                       global_examples)
   pos_logits = pos_dots / temperature
 
-  # Contrast sums: one exponential per distinct feature set.
-  logits = jnp.einsum("fnd,fmd->fnm", a, c) / temperature                     # [F, Na, Ng]
-  not_self = jnp.arange(global_rows)[None, :] != (offset * views + jnp.arange(rows))[:, None]
-  peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-  exp = jnp.where(not_self, jnp.exp(_nonpositive(logits - peak)), 0.0)
-  if valid is None:
-    denom = jnp.broadcast_to(jnp.sum(exp, axis=-1), (num_levels, rows))
-  elif exp.shape[0] == 1:
-    denom = (exp[0] @ weight.T).T
-  else:
-    denom = jnp.einsum("lnm,lm->ln", exp, weight)
-  log_denom = peak[..., 0] + jnp.log(jnp.maximum(denom, _TINY))
-
+  log_denom = _log_denominators(a, c, None if valid is None else weight,
+                                offset * views + jnp.arange(rows), num_levels,
+                                temperature=temperature, block_rows=block_rows)
   per_anchor = -(temperature / base_temperature) * (
       pos_logits / jnp.maximum(num_pos, 1) - log_denom)
   return _global_mean(per_anchor, anchor_ok & (num_pos > 0), axis_name)
+
+
+def _log_denominators(a, c, weight, anchor_rows, num_levels, *, temperature, block_rows):
+  """``log sum_{m != n} w_lm exp(a_n . c_m / T)`` per level and anchor: the ``N x N`` part.
+
+  One exponential per distinct feature set. With ``block_rows`` the anchors go
+  through in blocks of that many rows (`jax.lax.map`, each block
+  rematerialised in the backward pass), so at most ``block_rows x Ng``
+  logits live at once instead of ``Na x Ng``; every row's sum is the same.
+
+  Args:
+    a: ``[F, Na, D]`` anchors; c: ``[F, Ng, D]`` contrast rows.
+    weight: ``[L, Ng]`` 1.0 for valid contrast rows, or None (all valid).
+    anchor_rows: int ``[Na]`` each anchor's row in the contrast set (excluded).
+    num_levels: ``L``.
+    block_rows: rows per block, or None / 0 for one block.
+
+  Returns:
+    float ``[L, Na]``.
+  """
+  global_rows = c.shape[1]
+
+  def block(a_blk, rows_blk):
+    logits = jnp.einsum("fnd,fmd->fnm", a_blk, c) / temperature              # [F, n, Ng]
+    not_self = jnp.arange(global_rows)[None, :] != rows_blk[:, None]
+    peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    exp = jnp.where(not_self, jnp.exp(_nonpositive(logits - peak)), 0.0)
+    if weight is None:
+      denom = jnp.broadcast_to(jnp.sum(exp, axis=-1), (num_levels, a_blk.shape[1]))
+    elif exp.shape[0] == 1:
+      denom = (exp[0] @ weight.T).T
+    else:
+      denom = jnp.einsum("lnm,lm->ln", exp, weight)
+    return peak[..., 0] + jnp.log(jnp.maximum(denom, _TINY))                  # [L, n]
+
+  num_anchors = a.shape[1]
+  if not block_rows or block_rows >= num_anchors:
+    return block(a, anchor_rows)
+  num_blocks = -(-num_anchors // block_rows)
+  pad = num_blocks * block_rows - num_anchors
+  a_blocks = jnp.pad(a, ((0, 0), (0, pad), (0, 0))).reshape(
+      a.shape[0], num_blocks, block_rows, a.shape[2]).transpose(1, 0, 2, 3)
+  row_blocks = jnp.pad(anchor_rows, (0, pad), constant_values=-1).reshape(num_blocks,
+                                                                         block_rows)
+  out = jax.lax.map(lambda args: jax.checkpoint(block)(*args), (a_blocks, row_blocks))
+  return out.transpose(1, 0, 2).reshape(num_levels, -1)[:, :num_anchors]
 
 
 def _positive_terms(a, c, row_ids, anchor_ids, weight, anchor_ok, num_groups):

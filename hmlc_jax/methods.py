@@ -53,7 +53,7 @@ def method_loss(config: ml_collections.ConfigDict, embeddings: jnp.ndarray,
     ``gmm_log_likelihood`` where the method has them).
   """
   common = dict(temperature=config.temperature, base_temperature=config.base_temperature,
-                axis_name=axis_name)
+                axis_name=axis_name, block_rows=config.get("loss_block_rows", 0) or None)
   method = config.method
   if method in ("simclr", "supcon"):
     unit = losses.l2_normalize(embeddings)[0]

@@ -73,6 +73,9 @@ def check_config(config: ml_collections.ConfigDict, num_levels: int) -> None:
   if config.nan_policy not in NAN_POLICIES:
     raise UserInputError(f"unknown nan_policy {config.nan_policy!r}; choose one of "
                          f"{list(NAN_POLICIES)}")
+  if config.get("loss_block_rows", 0) < 0:
+    raise UserInputError(f"loss_block_rows must be >= 0 (0: no blocks), got "
+                         f"{config.loss_block_rows}")
   if config.max_skips < 1:
     raise UserInputError(f"max_skips must be at least 1, got {config.max_skips}")
   devices = jax.device_count()

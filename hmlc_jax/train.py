@@ -377,8 +377,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   check_config(config, data.num_levels)
   build_model(config, data)             # validates config.model before anything is written
   lead = is_lead()
-  if overwrite and lead:
-    checkpoints.clear(workdir)
+  if overwrite:
+    if lead:
+      checkpoints.clear(workdir)
+    sync("workdir cleared")
   checkpoints.check_resumable(workdir, config)
   if lead:
     os.makedirs(workdir, exist_ok=True)

@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                  help="methods also run with the digit levels swapped (digit suites); "
                       "empty for none")
   p.add_argument("--smoke", action="store_true", help="the configs' :smoke variants")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a config field in every run, e.g. "
+                      "--set=dataset.data_dir=/data/modelnet40 (repeatable)")
   p.add_argument("--tsne_points", type=int, default=1500, help="test points per t-SNE panel")
   p.add_argument("--configs_dir", default=os.path.join(REPO, "configs"))
   return p.parse_args(argv)
@@ -69,6 +72,10 @@ def check_args(args: argparse.Namespace) -> None:
     fail("--methods is empty")
   if args.seeds < 1:
     fail(f"--seeds must be at least 1, got {args.seeds}")
+  try:
+    run_config(args, dict(method=args.methods[0], seed=0, order=""))
+  except ValueError as e:
+    fail(f"--set: {e}")
 
 
 def load_config(configs_dir: str, suite: str, method: str, smoke: bool):
@@ -127,19 +134,26 @@ def train_unless_done(config_fn, workdir: str, label: str) -> Dict:
     return json.load(f)
 
 
+def run_config(args, run: Dict):
+  """The config of one planned run: the suite's file, ``--set`` overrides, seed, order."""
+  from hmlc_jax import ablation
+  config = load_config(args.configs_dir, args.suite, run["method"], args.smoke)
+  for override in args.set:
+    ablation.apply_overrides(config, ablation.parse_variant(override))
+  config.seed = run["seed"]
+  if run["order"]:
+    config.dataset.level_order = run["order"]
+  return config
+
+
 def train_missing(args, runs: List[Dict]) -> Dict[str, Dict]:
   """Trains every run without a results.json; returns name -> results."""
   results = {}
   for i, run in enumerate(runs):
     name = run_name(run["method"], run["seed"], run["order"])
 
-    def config_fn(run=run):
-      config = load_config(args.configs_dir, args.suite, run["method"], args.smoke)
-      config.seed = run["seed"]
-      if run["order"]:
-        config.dataset.level_order = run["order"]
-      return config
-    results[name] = train_unless_done(config_fn, os.path.join(args.out, "runs", name),
+    results[name] = train_unless_done(lambda run=run: run_config(args, run),
+                                      os.path.join(args.out, "runs", name),
                                       f"[{i + 1}/{len(runs)}] {name}")
   return results
 

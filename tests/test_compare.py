@@ -88,3 +88,15 @@ def test_bad_arguments(tmp_path, args, message):
   assert run.returncode == 2
   lines = run.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_set_overrides_every_run_config():
+  from hmlc_jax import compare
+  args = compare.parse_args(["--suite=modelnet40", "--out=/tmp/x", "--smoke",
+                             "--set=dataset.data_dir=/data/mn40", "--set=temperature=0.2"])
+  config = compare.run_config(args, dict(method="hmce", seed=2, order=""))
+  assert (config.dataset.data_dir, config.temperature, config.seed, config.method) == (
+      "/data/mn40", 0.2, 2, "hmce")
+  bad = compare.parse_args(["--suite=hdigits", "--out=/tmp/x", "--set=dataset.dir=/x"])
+  with pytest.raises(ValueError, match="not a config field"):
+    compare.run_config(bad, dict(method="ghmlc", seed=0, order=""))

@@ -39,10 +39,21 @@ class StopSignals:
     for sig in SIGNALS:                     # the next one is not caught
       signal.signal(sig, self._previous.get(sig, signal.SIG_DFL))
 
+  def poll(self, step: int, every: int) -> Optional[str]:
+    """The signal to stop on after ``step``, if any.
+
+    One process checks every step. Several processes agree through a
+    collective, so only every ``every`` steps, keeping it off the step's path.
+    """
+    import jax
+    if jax.process_count() == 1:
+      return self.received
+    return self.any_process() if step % every == 0 else None
+
   def any_process(self) -> Optional[str]:
     """The signal if this or any other process of a multi-process run received one.
 
-    Every process calls this at every step, so all of them stop at the same step.
+    Every process must call this at the same steps, so all of them stop at the same step.
     """
     import jax
     if jax.process_count() == 1:

@@ -301,7 +301,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
       if done == start + 1:               # the first step includes compilation
         jax.block_until_ready(metrics)
         timed_from, t0 = done, time.perf_counter()
-      stopped_by = stop.any_process() if stop else None
+      stopped_by = stop.poll(done, config.log_every_steps) if stop else None
       if done % config.log_every_steps == 0 or done == num_steps:
         scalars = jax.device_get(jax_utils.unreplicate(metrics))
         writer.write_scalars(done, scalars)

@@ -39,3 +39,10 @@ def test_single_process_is_left_alone(monkeypatch):
     monkeypatch.delenv(name, raising=False)
   assert distributed.initialize() is False
   assert distributed.initialize(num_processes=1) is False
+
+
+def test_poll_in_one_process_answers_every_step():
+  with StopSignals() as stop:
+    assert stop.poll(3, 10) is None
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.poll(3, 10) == "SIGTERM"           # not only at multiples of 10

@@ -26,17 +26,32 @@ from hmlc_jax import losses
 from hmlc_jax.gmm import GMMConfig
 
 
-def loss_fns(num_levels, masks):
-  """name -> f(features, labels) returning a scalar."""
+def loss_fns(masks, block_rows=None):
+  """name -> f(features, labels) returning a scalar; ``block_rows`` as in the losses."""
+  b = block_rows
   return {
-      "supcon": lambda x, y: losses.supcon_loss(x, y[:, -1]),
-      "simclr": lambda x, y: losses.supcon_loss(x),
-      "hmc": lambda x, y: losses.hmlc_loss(x, y, kind="hmc"),
-      "hce": lambda x, y: losses.hmlc_loss(x, y, kind="hce"),
-      "hmce": lambda x, y: losses.hmlc_loss(x, y, kind="hmce"),
-      "ghmlc": lambda x, y: losses.ghmlc_loss(x, y, gmm=GMMConfig(num_iters=10)),
-      "ahmlc": lambda x, y: losses.ahmlc_loss(x, masks, y),
+      "supcon": lambda x, y: losses.supcon_loss(x, y[:, -1], block_rows=b),
+      "simclr": lambda x, y: losses.supcon_loss(x, block_rows=b),
+      "hmc": lambda x, y: losses.hmlc_loss(x, y, kind="hmc", block_rows=b),
+      "hce": lambda x, y: losses.hmlc_loss(x, y, kind="hce", block_rows=b),
+      "hmce": lambda x, y: losses.hmlc_loss(x, y, kind="hmce", block_rows=b),
+      "ghmlc": lambda x, y: losses.ghmlc_loss(x, y, gmm=GMMConfig(num_iters=10), block_rows=b),
+      "ahmlc": lambda x, y: losses.ahmlc_loss(x, masks, y, block_rows=b),
   }
+
+
+def random_inputs(batch, views, dim, num_levels, seed=0):
+  """Unit features [B, V, D], tree labels [B, H] (10 children per node) and
+  sigmoid masks [B, V, H, D]."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(batch, views, dim)).astype(np.float32)
+  x = jnp.asarray(x / np.linalg.norm(x, axis=-1, keepdims=True))
+  leaves = rng.integers(0, 10 ** num_levels, size=batch)
+  y = jnp.asarray(np.stack([leaves // 10 ** (num_levels - 1 - h)
+                            for h in range(num_levels)], 1).astype(np.int32))
+  masks = jax.nn.sigmoid(jnp.asarray(rng.normal(size=(batch, views, num_levels, dim)),
+                                     jnp.float32))
+  return x, y, masks
 
 
 def similarity(x):
@@ -77,18 +92,11 @@ def run(batch_sizes, levels, views, dim, repeats, warmup):
   rows = []
   for batch in batch_sizes:
     for num_levels in levels:
-      rng = np.random.default_rng(0)
-      x = rng.normal(size=(batch, views, dim)).astype(np.float32)
-      x = jnp.asarray(x / np.linalg.norm(x, axis=-1, keepdims=True))
-      leaves = rng.integers(0, 10 ** num_levels, size=batch)
-      y = jnp.asarray(np.stack([leaves // 10 ** (num_levels - 1 - h)
-                                for h in range(num_levels)], 1).astype(np.int32))
-      masks = jax.nn.sigmoid(jnp.asarray(rng.normal(size=(batch, views, num_levels, dim)),
-                                         jnp.float32))
+      x, y, masks = random_inputs(batch, views, dim, num_levels)
       forward, forward_grad = floor_fns(batch * views)
       fns = {("similarity matmul (floor)", "fwd"): forward,
              ("similarity matmul (floor)", "fwd+grad"): forward_grad}
-      for name, fn in loss_fns(num_levels, masks).items():
+      for name, fn in loss_fns(masks).items():
         fns[(name, "fwd")] = jax.jit(lambda a, fn=fn: fn(a, y))
         fns[(name, "fwd+grad")] = jax.jit(jax.value_and_grad(lambda a, fn=fn: fn(a, y)))
       ms = interleaved_medians_ms(fns, (x,), repeats, warmup)

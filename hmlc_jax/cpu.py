@@ -1,18 +1,25 @@
 """Splitting a CPU host into several XLA devices; import before jax.
 
 On a CPU-only machine one XLA device leaves cores idle in the small-CNN
-training step; pmapping over one device per core measured 1.5x faster on 2
-cores (README "Training"). These helpers only edit ``XLA_FLAGS`` and must run
+training step. Pmapping over several host devices runs their programs side by
+side; on 2 cores the hdigits step measured fastest with 4 devices per core
+(1.4x over one per core, 1.7x over one device; BENCHMARKS.md "Splitting the
+CPU into XLA devices"). These helpers only edit ``XLA_FLAGS`` and must run
 before jax is first imported; this module imports no jax.
 """
 from __future__ import annotations
 
 import os
 
+DEVICES_PER_CORE = 4
+MAX_DEVICES = 8
 
-def cpu_devices_for(batch_size: int) -> int:
-  """One device per core (at most 8), reduced until it divides the global batch."""
-  n = max(1, min(os.cpu_count() or 1, 8))
+
+def cpu_devices_for(batch_size: int, cores: int | None = None) -> int:
+  """``DEVICES_PER_CORE`` per core, at most ``MAX_DEVICES``, reduced until it
+  divides the global batch. ``cores`` defaults to ``os.cpu_count()``."""
+  cores = cores or os.cpu_count() or 1
+  n = max(1, min(cores * DEVICES_PER_CORE, MAX_DEVICES))
   while batch_size % n:
     n -= 1
   return n

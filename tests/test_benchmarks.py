@@ -29,3 +29,47 @@ def test_train_step_benchmark_smoke(tmp_path):
     assert abs(r["examples_per_sec"] * r["step_ms"] / 1e3 - 32) < 1e-6
     assert r["flops_per_step"] > 0 and r["mfu"] is None and r["platform"] == "cpu"
   assert "| configs/hdigits_ghmlc.py:smoke | ghmlc | 32 |" in run.stdout
+
+
+def test_cpu_device_split_benchmark_runs_each_variant_with_its_device_count(tmp_path):
+  out = tmp_path / "split.json"
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  run = subprocess.run([sys.executable, "benchmarks/bench_cpu_devices.py",
+                        "--configs=configs/hdigits_supcon.py:smoke", "--variants=1,2",
+                        "--rounds=2", "--steps=2", "--warmup=1", "--batch_size=16",
+                        f"--json={out}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  results = json.loads(out.read_text())
+  assert list(results) == ["1", "2"]
+  for variant, devices in (("1", 1), ("2", 2)):
+    r = results[variant]["configs/hdigits_supcon.py:smoke"]
+    assert r["devices"] == devices and len(r["round_step_ms"]) == 2
+    assert r["step_ms"] == sum(r["round_step_ms"]) / 2              # median of two rounds
+  speed_up = (results["1"]["configs/hdigits_supcon.py:smoke"]["step_ms"]
+              / results["2"]["configs/hdigits_supcon.py:smoke"]["step_ms"])
+  assert f"| 2 | 2 | configs/hdigits_supcon.py:smoke |" in run.stdout
+  assert f"{speed_up:.2f}x |" in run.stdout
+
+
+def test_cpu_device_split_benchmark_rejects_a_bad_variant(tmp_path):
+  run = subprocess.run([sys.executable, "benchmarks/bench_cpu_devices.py", "--variants=two"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert run.returncode == 2 and "must start with a positive device count" in run.stderr
+  assert "Traceback" not in run.stderr
+
+
+def test_loss_memory_benchmark_reports_xla_memory_of_dense_and_blockwise(tmp_path):
+  out = tmp_path / "memory.json"
+  run = subprocess.run([sys.executable, "benchmarks/bench_loss_memory.py", "--batch=512",
+                        "--block_rows=64", "--losses=supcon,ghmlc", f"--json={out}"],
+                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  rows = json.loads(out.read_text())["results"]
+  assert [r["loss"] for r in rows] == ["supcon", "ghmlc"]
+  for r in rows:
+    assert r["rows"] == 1024 and r["block_rows"] == 64
+    assert r["dense"]["temp_mib"] >= 4.0                   # one 1024 x 1024 float32 at least
+    assert r["blockwise"]["temp_mib"] < r["dense"]["temp_mib"] / 2
+    assert f"| {r['loss']} | 1024 | {r['dense']['temp_mib']:.0f} |" in run.stdout

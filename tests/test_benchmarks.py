@@ -73,3 +73,16 @@ def test_loss_memory_benchmark_reports_xla_memory_of_dense_and_blockwise(tmp_pat
     assert r["dense"]["temp_mib"] >= 4.0                   # one 1024 x 1024 float32 at least
     assert r["blockwise"]["temp_mib"] < r["dense"]["temp_mib"] / 2
     assert f"| {r['loss']} | 1024 | {r['dense']['temp_mib']:.0f} |" in run.stdout
+
+
+def test_default_run_benchmark_times_the_real_training_loop(tmp_path):
+  out = tmp_path / "run.json"
+  run = subprocess.run([sys.executable, "benchmarks/bench_default_run.py",
+                        "--config=configs/hdigits_ghmlc.py:smoke", "--cpu_devices=2",
+                        "--rounds=1", "--from_step=2", "--to_step=4", f"--json={out}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  result = json.loads(out.read_text())
+  [seconds] = result["seconds_per_step"]["2"]
+  assert 0 < seconds < 30 and (result["from_step"], result["to_step"]) == (2, 4)
+  assert f"| 2 | {seconds:.3f} | {seconds:.3f} | 1.00x |" in run.stdout

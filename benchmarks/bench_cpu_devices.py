@@ -86,14 +86,23 @@ def print_table(results: dict) -> None:
             f"{r['examples_per_sec']:.1f} | {base[path]['step_ms'] / r['step_ms']:.2f}x |")
 
 
+def interleaved(variants, rounds: int, measure) -> dict:
+  """``{variant: [measure(variant, scratch_dir) for each round]}``; the variants
+  take turns within each round, so a drift of the machine hits all alike."""
+  results = {variant: [] for variant in variants}
+  with tempfile.TemporaryDirectory() as tmp:
+    for round_index in range(rounds):
+      for variant in variants:
+        print(f"round {round_index + 1}/{rounds}: {variant}", file=sys.stderr, flush=True)
+        results[variant].append(measure(variant, tempfile.mkdtemp(dir=tmp)))
+  return results
+
+
 def main(argv=None) -> None:
   args = parse_args(argv)
-  runs = {variant: [] for variant in args.variants}
-  with tempfile.TemporaryDirectory() as tmp:
-    for round_index in range(args.rounds):
-      for variant in args.variants:
-        print(f"round {round_index + 1}/{args.rounds}: {variant}", file=sys.stderr, flush=True)
-        runs[variant].append(run_once(variant, args, os.path.join(tmp, "run.json")))
+  runs = interleaved(args.variants, args.rounds,
+                     lambda variant, scratch: run_once(variant, args,
+                                                       os.path.join(scratch, "run.json")))
   results = {variant: combine(r) for variant, r in runs.items()}
   print_table(results)
   with open(args.json, "w") as f:

@@ -16,14 +16,15 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.bench_cpu_devices import interleaved  # noqa: E402
 
 
 def parse_args(argv):
@@ -67,15 +68,9 @@ def seconds_per_step(args, devices: int, workdir: str) -> float:
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  times = {n: [] for n in args.cpu_devices}
-  with tempfile.TemporaryDirectory() as tmp:
-    for round_index in range(args.rounds):
-      for devices in args.cpu_devices:
-        workdir = os.path.join(tmp, f"run_{devices}")
-        times[devices].append(seconds_per_step(args, devices, workdir))
-        shutil.rmtree(workdir, ignore_errors=True)
-        print(f"round {round_index + 1}: {devices} devices {times[devices][-1]:.3f} s/step",
-              file=sys.stderr, flush=True)
+  times = interleaved(args.cpu_devices, args.rounds,
+                      lambda devices, scratch: seconds_per_step(
+                          args, devices, os.path.join(scratch, "workdir")))
   base = statistics.median(times[args.cpu_devices[0]])
   print(f"| --cpu_devices | s/step (median) | rounds | speed-up vs {args.cpu_devices[0]} |")
   print("|---|---|---|---|")

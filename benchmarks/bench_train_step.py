@@ -16,6 +16,14 @@ batch is included as in training. ``flops_per_step`` comes from XLA's cost
 analysis of the compiled step (all devices); ``mfu`` divides the achieved
 FLOP/s by the devices' dense bf16 peak (GPU/TPU only; None on CPU, as is
 ``peak_memory_bytes`` where the device reports no memory statistics).
+
+On CPU there is no data-sheet peak, so the run also measures a jitted float32
+``--matmul_size`` square matmul (all cores, before and after the timed rounds)
+and reports ``matmul_rate``: examples/s x views x forward+backward FLOPs per
+view of the backbone and heads (XLA's count for the model alone, without
+augmentation, loss or optimiser) over that matmul's FLOP/s. ``--layers``
+adds a per-layer table (forward+backward of each convolution block of a
+``small_cnn`` at the step's batch of views).
 """
 from __future__ import annotations
 
@@ -42,14 +50,35 @@ def parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--configs", required=True,
-                 help="comma-separated config files, each optionally FILE.py:variant")
+                 help="comma-separated config files, each FILE.py[:variant] with optional "
+                      "overrides @FIELD=VALUE[+FIELD=VALUE], e.g. "
+                      "configs/hfashion_ghmlc.py@model.conv_impl=xla")
   p.add_argument("--batch_size", type=int, default=0, help="global batch; 0 keeps each config's")
   p.add_argument("--steps", type=int, default=10, help="timed rounds")
   p.add_argument("--warmup", type=int, default=2, help="untimed rounds after compiling")
   p.add_argument("--cpu_devices", type=int, default=0,
                  help="CPU only: XLA host devices (0: as main.py, four per core, at most 8)")
   p.add_argument("--json", default="bench_train_step.json", help="output JSON path")
+  p.add_argument("--matmul_size", type=int, default=2048,
+                 help="side of the float32 matmul that gives the CPU reference rate")
+  p.add_argument("--layers", action="store_true",
+                 help="also time each conv block of a small_cnn forward+backward")
   return p.parse_args(argv)
+
+
+IMAGE_SHAPES = {"cifar100": (32, 3), "hdigits": (32, 1), "hfashion": (28, 1)}
+
+
+def label_tree(name: str):
+  """(classes per level, int ``[num_leaves, H]`` paths of every leaf) of a data set."""
+  import numpy as np
+  if name == "hfashion":
+    from hmlc_jax.data.hfashion import hierarchy_table
+    return (2, 6, 10), hierarchy_table()
+  classes = {"cifar100": (20, 100), "modelnet40": (9, 40), "shapes3d": (4, 16)}.get(
+      name, (10, 100))
+  fine = np.arange(classes[1])
+  return classes, np.stack([fine * classes[0] // classes[1], fine], axis=1)
 
 
 def random_dataset(config, size: int, seed: int = 0):
@@ -59,19 +88,49 @@ def random_dataset(config, size: int, seed: int = 0):
   from hmlc_jax.data import Dataset
   name = config.dataset.name
   rng = np.random.default_rng(seed)
+  classes, paths = label_tree(name)
   if name in ("modelnet40", "shapes3d"):
-    kind, classes = "points", (9, 40) if name == "modelnet40" else (4, 16)
+    kind = "points"
     x = rng.normal(size=(size, config.dataset.num_points, 3)).astype(np.float32)
     x /= np.abs(x).max()
   else:
-    side, channels = {"cifar100": (32, 3), "hdigits": (32, 1)}.get(
-        name, (config.dataset.get("canvas", 56), 1))
-    kind, classes = "image", (20, 100) if name == "cifar100" else (10, 100)
+    side, channels = IMAGE_SHAPES.get(name, (config.dataset.get("canvas", 56), 1))
+    kind = "image"
     x = rng.integers(0, 256, size=(size, side, side, channels), dtype=np.uint8)
-  fine = rng.integers(0, classes[1], size=size)
-  y = np.stack([fine * classes[0] // classes[1], fine], axis=1).astype(np.int32)
+  y = paths[rng.integers(0, len(paths), size=size)].astype(np.int32)
   return Dataset(name=name, kind=kind, train_x=x, train_y=y, test_x=x[:1], test_y=y[:1],
-                 num_classes=classes, level_names=("coarse", "fine"))
+                 num_classes=classes, level_names=tuple(f"level{h}" for h in range(len(classes))))
+
+
+def model_flops_per_view(model, variables, views) -> float | None:
+  """XLA's FLOPs of the model's forward+backward (train mode) per input view."""
+  import jax
+  import jax.numpy as jnp
+
+  def loss(params, x):
+    out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                         train=True, mutable=["batch_stats"])
+    return sum(jnp.sum(v) for v in jax.tree.leaves(out))
+
+  grad = jax.jit(jax.grad(loss))
+  compiled = grad.lower(variables["params"], views).compile()
+  flops = flops_of(compiled)
+  return flops / views.shape[0] if flops else None
+
+
+def matmul_gflops(size: int, repeats: int = 5) -> float:
+  """Median GFLOP/s of a jitted float32 ``size x size`` matmul on the default device."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(f(a))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(f(a))
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
 class Case:
@@ -94,6 +153,12 @@ class Case:
     self.compiled = step.lower(self.state, self.batches[0]).compile()
     self.compile_s = time.perf_counter() - start
     self.flops = flops_of(self.compiled) * jax.local_device_count()
+    views = jax.numpy.asarray(augment.prepare_eval(
+        data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
+        data.kind))
+    plain = train.build_model(config, data)
+    self.model_flops = model_flops_per_view(
+        plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
     self.times, self.calls = [], 0
 
   def call(self) -> float:
@@ -137,13 +202,19 @@ def measure(cases, steps: int, warmup: int) -> None:
       case.times.append(case.call())
 
 
-def summary(case) -> dict:
+def summary(case, matmul: float | None) -> dict:
   import jax
   devices = jax.local_devices()
   step_s = statistics.median(case.times)
   peak = peak_flops(devices[0])
   achieved = case.flops / step_s if case.flops else None
+  model_rate = (case.config.batch_size * case.config.num_views * case.model_flops / step_s
+                if case.model_flops else None)
   return dict(examples_per_sec=case.config.batch_size / step_s, step_ms=1e3 * step_s,
+              model_flops_per_view=case.model_flops,
+              model_gflops_per_sec=model_rate / 1e9 if model_rate else None,
+              matmul_gflops_per_sec=matmul,
+              matmul_rate=model_rate / (1e9 * matmul) if model_rate and matmul else None,
               compile_s=case.compile_s, peak_memory_bytes=peak_memory(devices[0]),
               flops_per_step=case.flops,
               mfu=achieved / (peak * len(devices)) if achieved and peak else None,
@@ -155,20 +226,77 @@ def summary(case) -> dict:
 def print_table(results: dict) -> None:
   base = next((r for r in results.values() if r["method"] == "supcon"), None)
   print("| config | method | batch | examples/s | step ms | vs supcon | compile s | "
-        "peak memory | GFLOP/step | MFU |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+        "peak memory | GFLOP/step | model GFLOP/s | of matmul | MFU |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for path, r in results.items():
     ratio = f"{r['step_ms'] / base['step_ms']:.3f}" if base else "n/a"
     memory = f"{r['peak_memory_bytes'] / 2 ** 30:.2f} GiB" if r["peak_memory_bytes"] else "n/a"
     gflops = f"{r['flops_per_step'] / 1e9:.4g}" if r["flops_per_step"] else "n/a"
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "n/a"
+    model = f"{r['model_gflops_per_sec']:.1f}" if r["model_gflops_per_sec"] else "n/a"
+    share = f"{100 * r['matmul_rate']:.1f}%" if r["matmul_rate"] else "n/a"
     print(f"| {path} | {r['method']} | {r['batch_size']} | {r['examples_per_sec']:.1f} | "
-          f"{r['step_ms']:.1f} | {ratio} | {r['compile_s']:.1f} | {memory} | {gflops} | {mfu} |")
+          f"{r['step_ms']:.1f} | {ratio} | {r['compile_s']:.1f} | {memory} | {gflops} | "
+          f"{model} | {share} | {mfu} |")
+
+
+def layer_table(config, views: int, repeats: int = 5) -> list:
+  """Forward+backward ms and GFLOP/s of each conv block of a small_cnn, one device."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from hmlc_jax.models.resnet import batch_norm, conv
+  side, channels = IMAGE_SHAPES.get(config.dataset.name, (32, 1))
+  rows, c_in = [], channels
+  for stage in range(3):
+    for index in range(config.model.get("convs_per_stage", 2)):
+      c_out = config.model.width * 2 ** stage
+
+      class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+          x = conv(c_out, 3, 1, jnp.float32, "conv")(x)
+          return nn.relu(batch_norm(True, None, jnp.float32)(name="bn")(x))
+
+      x = jnp.ones((views, side, side, c_in), jnp.float32)
+      block = Block()
+      variables = block.init(jax.random.key(0), x)
+
+      def loss(params, x, block=block, variables=variables):
+        out, _ = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                             mutable=["batch_stats"])
+        return jnp.sum(out)
+
+      step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+      compiled = step.lower(variables["params"], x).compile()
+      jax.block_until_ready(compiled(variables["params"], x))
+      times = []
+      for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(variables["params"], x))
+        times.append(time.perf_counter() - start)
+      ms = 1e3 * statistics.median(times)
+      flops = flops_of(compiled)
+      rows.append(dict(layer=f"conv {c_in}->{c_out} at {side}x{side}", ms=ms,
+                       gflops_per_sec=flops / ms / 1e6 if flops else None))
+      c_in = c_out
+    side //= 2
+  print(f"| layer (forward+backward, {views} views, one device) | ms | GFLOP/s |")
+  print("|---|---|---|")
+  for r in rows:
+    rate = f"{r['gflops_per_sec']:.1f}" if r["gflops_per_sec"] else "n/a"
+    print(f"| {r['layer']} | {r['ms']:.1f} | {rate} |")
+  return rows
 
 
 def load(spec: str, batch_size: int):
+  """``FILE.py[:variant][@FIELD=VALUE[+FIELD=VALUE...]]`` as a config."""
+  from hmlc_jax.ablation import apply_overrides, parse_variant
   from hmlc_jax.compare import config_from_file
-  config = config_from_file(spec)
+  path, _, overrides = spec.partition("@")
+  config = config_from_file(path)
+  if overrides:
+    apply_overrides(config, parse_variant(overrides))
   if batch_size:
     config.batch_size = batch_size
   return config
@@ -185,15 +313,24 @@ def main(argv=None) -> None:
     case = Case(spec, load(spec, args.batch_size))
     print(f"compiled {spec} in {case.compile_s:.1f} s", file=sys.stderr, flush=True)
     cases.append(case)
+  cpu = jax.devices()[0].platform == "cpu"
+  before = matmul_gflops(args.matmul_size) if cpu else None
   measure(cases, args.steps, args.warmup)
-  results = {case.path: summary(case) for case in cases}
+  matmul = max(before, matmul_gflops(args.matmul_size)) if cpu else None
+  results = {case.path: summary(case, matmul) for case in cases}
   print_table(results)
+  if matmul:
+    print(f"float32 {args.matmul_size}x{args.matmul_size} matmul: {matmul:.1f} GFLOP/s "
+          f"(the better of before and after the timed rounds)")
+  if args.layers:
+    results["layers"] = layer_table(first, first.batch_size * first.num_views)
   meta = dict(device=jax.devices()[0].device_kind, platform=jax.devices()[0].platform,
               devices=jax.local_device_count(), jax=jax.__version__, host=platform.node(),
               cpu_count=os.cpu_count(), steps=args.steps, warmup=args.warmup,
               date=time.strftime("%Y-%m-%d"))
   with open(args.json, "w") as f:      # one object per config path
-    json.dump({path: dict(r, **meta) for path, r in results.items()}, f, indent=2)
+    json.dump({path: dict(r, **meta) if isinstance(r, dict) else r
+               for path, r in results.items()}, f, indent=2)
   print(f"wrote {args.json}")
 
 

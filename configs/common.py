@@ -30,11 +30,12 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.layer_penalty = "exp"           # HMC/HCE/HMCE: exp | pow2
   c.level_weights = "uniform"       # G-/A-HMLC: uniform | exp | pow2 | a list of H numbers
   c.full_weight = 0.0
+  c.instance_weight = 0.0           # G-/A-HMLC: weight of a SimCLR term on the whole embedding
   c.enforce_hierarchy = False
   c.loss_block_rows = 0             # > 0: the N x N similarities in blocks of this many rows
   c.gmm = ml_collections.ConfigDict(dict(
       num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
-      fit_over="sample", order="descending", mask_grad="hard"))
+      fit_over="batch", order="descending", mask_grad="hard", min_share=0.25))
   c.model = ml_collections.ConfigDict(dict(
       backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
       attention_activation="sigmoid", dtype="float32"))
@@ -118,6 +119,27 @@ def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   c.log_every_steps = 25
   c.eval.probe_epochs = 30
   c = apply_variant(c, arg, f"configs/hdigits_{method}.py")
+  if arg == "smoke":
+    c.dataset.update(train_size=200, test_size=100)
+  return c
+
+
+def hfashion(method: str, arg: str) -> ml_collections.ConfigDict:
+  """Hierarchical Fashion-MNIST (real images, 2 -> 6 -> 10), small CNN, on CPU in 15 min."""
+  c = base_config(method)
+  c.dataset.update(name="hfashion", train_size=0, test_size=0, validation_fraction=0.1)
+  c.model.update(backbone="small_cnn", width=32, convs_per_stage=1)
+  c.augment = image_augment(crop_scale=(0.6, 1.0), flip=True, jitter_prob=0.8,
+                            grayscale_prob=0.0)
+  c.batch_size = 256
+  c.num_train_steps = 1500
+  c.warmup_epochs = 0.5
+  c.optimizer = "adamw"
+  c.learning_rate = 2e-3
+  c.checkpoint_every_steps = 250
+  c.log_every_steps = 50
+  c.eval.probe_epochs = 30
+  c = apply_variant(c, arg, f"configs/hfashion_{method}.py")
   if arg == "smoke":
     c.dataset.update(train_size=200, test_size=100)
   return c

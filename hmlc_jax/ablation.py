@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                  help="training steps per run; 0 keeps the config's budget")
   p.add_argument("--out", required=True, help="output directory (runs/, ablation.*)")
   p.add_argument("--smoke", action="store_true", help="the configs' :smoke variants")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a config field in every run before the variant's own, "
+                      "e.g. --set=dataset.train_size=20000 (repeatable)")
   p.add_argument("--configs_dir", default=os.path.join(compare.REPO, "configs"))
   return p.parse_args(argv)
 
@@ -92,6 +95,8 @@ def config_for(args, variant: str, seed: int):
   overrides = parse_variant(variant)
   method = overrides.pop("method", args.method)
   config = compare.load_config(args.configs_dir, args.suite, method, args.smoke)
+  for override in args.set:
+    apply_overrides(config, parse_variant(override))
   apply_overrides(config, overrides)
   config.seed = seed
   config.dataset.eval_split = "validation"

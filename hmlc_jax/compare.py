@@ -26,7 +26,7 @@ import numpy as np
 
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
 
-SUITES = {"hdigits": True, "hmnist": True, "cifar100": False, "modelnet40": False,
+SUITES = {"hdigits": True, "hfashion": False, "hmnist": True, "cifar100": False, "modelnet40": False,
           "shapes3d": False}                     # suite -> has swappable digit levels
 DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
 PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")

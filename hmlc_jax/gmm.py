@@ -49,14 +49,20 @@ class GMMConfig:
     mask_grad: ``"hard"`` (mask is a constant in the gradient),
       ``"straight_through"`` (hard forward, responsibilities backward) or
       ``"soft"`` (responsibilities as masks).
+    min_share: every level's hard mask keeps at least ``floor(min_share * D)``
+      dimensions (``0``: the plain argmax of the responsibilities). See
+      ``hard_assignment``: the mixture still decides the group sizes above the
+      floor and which dimensions go where; the floor only moves the cut
+      between neighbouring components in the component order.
   """
   num_iters: int = 10
   var_floor: float = 1e-6
   count_floor: float = 1e-3
   init: str = "range"
-  fit_over: str = "sample"
+  fit_over: str = "batch"
   order: str = "descending"
   mask_grad: str = "hard"
+  min_share: float = 0.25
 
   def __post_init__(self):
     _check_choice("gmm.init", self.init, tuple(_INITS))
@@ -67,6 +73,8 @@ class GMMConfig:
       raise ValueError(f"gmm.num_iters must be >= 0, got {self.num_iters}")
     if not self.var_floor > 0 or not self.count_floor > 0:
       raise ValueError("gmm.var_floor and gmm.count_floor must be positive")
+    if not 0.0 <= self.min_share <= 1.0:
+      raise ValueError(f"gmm.min_share must lie in [0, 1], got {self.min_share}")
 
 
 class GMMFit(NamedTuple):
@@ -174,7 +182,10 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
                 count_floor=config.count_floor, init=config.init)
   fit = _order_by_mean(fit, descending=config.order == "descending")
   soft = jnp.swapaxes(fit.responsibilities, -1, -2)                       # [..., H, D]
-  hard = jax.nn.one_hot(jnp.argmax(soft, axis=-2), num_levels, axis=-2, dtype=soft.dtype)
+  min_dims = min(int(math.floor(config.min_share * z.shape[-1])), z.shape[-1] // num_levels)
+  level = hard_assignment(data, fit.responsibilities, min_dims,
+                          descending=config.order == "descending")
+  hard = jax.nn.one_hot(level, num_levels, axis=-2, dtype=soft.dtype)
   if config.mask_grad == "hard":
     masks = jax.lax.stop_gradient(hard)
   elif config.mask_grad == "straight_through":
@@ -182,6 +193,53 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
   else:
     masks = soft
   return jnp.broadcast_to(masks, z.shape[:-1] + masks.shape[-2:]), fit
+
+
+def hard_assignment(x: jnp.ndarray, responsibilities: jnp.ndarray, min_dims: int, *,
+                    descending: bool = True) -> jnp.ndarray:
+  """The component of every point, each component keeping at least ``min_dims``.
+
+  ``min_dims = 0`` gives the argmax of the responsibilities. Otherwise the
+  points are ranked by value in the component order (largest first when
+  ``descending``), the mixture's hard counts ``n_k`` (argmax) give cumulative
+  cuts ``C_k = n_0 + ... + n_k``, and each cut is clamped into
+  ``[C_{k-1} + min_dims, N - (K - 1 - k) min_dims]``; the point of rank ``r``
+  goes to the component ``k`` with ``C_{k-1} <= r < C_k``. When every
+  component already holds ``min_dims`` points and the argmax assignment is
+  ordered along the values (the usual case for 1-D mixtures), this is the
+  argmax assignment itself.
+
+  Args:
+    x: float ``[..., N]`` the fitted values.
+    responsibilities: float ``[..., N, K]``, components in the mask order.
+    min_dims: static int, ``0 <= min_dims <= N // K``.
+    descending: rank by decreasing value (the ``order="descending"`` masks).
+
+  Returns:
+    int32 ``[..., N]`` component index of every point.
+  """
+  argmax = jnp.argmax(responsibilities, axis=-1).astype(jnp.int32)
+  n, k = responsibilities.shape[-2:]
+  if min_dims <= 0:
+    return argmax
+  if min_dims * k > n:
+    raise ValueError(f"min_dims * K = {min_dims * k} exceeds the {n} points")
+  x = jax.lax.stop_gradient(jnp.broadcast_to(x, responsibilities.shape[:-1]))
+  key = -x if descending else x
+  index = jnp.arange(n)
+  ahead = (key[..., None, :] < key[..., :, None]) | (
+      (key[..., None, :] == key[..., :, None]) & (index < index[:, None]))
+  rank = jnp.sum(ahead, axis=-1)                                           # [..., N]
+  counts = jnp.sum(jax.nn.one_hot(argmax, k, dtype=jnp.int32), axis=-2)   # [..., K]
+  cuts, previous = [], jnp.zeros(counts.shape[:-1], jnp.int32)
+  total = jnp.zeros_like(previous)
+  for c in range(k - 1):
+    total = total + counts[..., c]
+    cut = jnp.clip(total, previous + min_dims, n - (k - 1 - c) * min_dims)
+    cuts.append(cut)
+    previous = cut
+  level = sum((rank >= cut[..., None]).astype(jnp.int32) for cut in cuts)
+  return level if cuts else argmax
 
 
 class _Prior(NamedTuple):

@@ -146,24 +146,28 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
                temperature: float = 0.07, base_temperature: float = 0.07,
                gmm: Optional[gmm_lib.GMMConfig] = None,
                level_weights: hierarchy.LevelWeights = "uniform",
-               full_weight: float = 0.0, enforce_hierarchy: bool = False,
+               full_weight: float = 0.0, instance_weight: float = 0.0,
+               enforce_hierarchy: bool = False,
                axis_name: Optional[str] = None, return_aux: bool = False,
                block_rows: Optional[int] = None):
   """G-HMLC: per-level SupCon on features selected by an in-graph GMM.
 
-  1. A ``K = H`` component 1-D Gaussian mixture is fitted by EM to the ``D``
-     entries of every embedding row (``gmm.fit_over="sample"``), or once to
-     the per-dimension mean ``|z|`` of the global batch (``"batch"``).
+  1. A ``K = H`` component 1-D Gaussian mixture is fitted by EM once to the
+     per-dimension mean ``|z|`` of the global batch (``gmm.fit_over="batch"``,
+     the default), or to the ``D`` entries of every embedding row
+     (``"sample"``).
   2. Components are sorted by mean (``gmm.order``); component ``h`` serves
      level ``h``, coarsest first.
   3. ``M_h[i, d] = 1`` where dimension ``d`` of row ``i`` belongs to
-     component ``h`` (largest responsibility); ``gmm.mask_grad`` chooses how
-     the mask enters the gradient.
+     component ``h`` (largest responsibility), except that every level keeps
+     at least ``floor(gmm.min_share * D)`` dimensions (`gmm.hard_assignment`);
+     ``gmm.mask_grad`` chooses how the mask enters the gradient.
   4. ``u_h = normalise(z * M_h)``; a row whose ``u_h`` is all zero is neither
      anchor nor contrast at level ``h``.
   5. ``L = sum_h w_h SupCon_h(u_h)`` with level-``h`` positives (examples
      whose label prefixes ``labels[:, :h + 1]`` agree), plus
-     ``full_weight * SupCon(normalise(z))`` on the finest labels. With
+     ``full_weight * SupCon(normalise(z))`` on the finest labels and
+     ``instance_weight * SimCLR(normalise(z))``. With
      ``enforce_hierarchy`` a coarser level's loss is raised to the largest
      finer-level loss first (HCE-style).
 
@@ -173,10 +177,14 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
     temperature: ``T > 0``.
     base_temperature: ``T_base``.
     gmm: ``gmm.GMMConfig`` (default ``GMMConfig()``: 10 EM iterations,
-      per-sample fits, descending order, hard masks).
+      one fit to the batch's per-dimension mean ``|z|``, descending order,
+      hard masks, every level at least a quarter of the dimensions).
     level_weights: ``"uniform"`` (``1/H`` each), ``"exp"`` / ``"pow2"`` (HMC
       penalties, normalised to sum to one) or ``H`` numbers used as given.
     full_weight: weight of the extra SupCon term on the whole embedding.
+    instance_weight: weight of an extra instance (SimCLR: positives are the
+      other views of the same example) term on the whole embedding; it
+      counters class collapse and the suppression of features no label needs.
     enforce_hierarchy: apply the HCE-style maximum across levels.
     axis_name: pmap axis for global negatives (and the batch-mode statistic).
     return_aux: also return a dict of diagnostics.
@@ -194,7 +202,7 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
   masks, fit = gmm_lib.level_masks(z, labels.shape[1], config, axis_name=axis_name)
   loss, aux = _masked_level_loss(
       z, masks, labels, temperature=temperature, base_temperature=base_temperature,
-      level_weights=level_weights, full_weight=full_weight,
+      level_weights=level_weights, full_weight=full_weight, instance_weight=instance_weight,
       enforce_hierarchy=enforce_hierarchy, axis_name=axis_name, block_rows=block_rows)
   aux["gmm_log_likelihood"] = _mean_over_devices(jnp.mean(fit.log_likelihood), axis_name)
   return (loss, aux) if return_aux else loss
@@ -203,7 +211,8 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
 def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray, *,
                temperature: float = 0.07, base_temperature: float = 0.07,
                level_weights: hierarchy.LevelWeights = "uniform",
-               full_weight: float = 0.0, enforce_hierarchy: bool = False,
+               full_weight: float = 0.0, instance_weight: float = 0.0,
+               enforce_hierarchy: bool = False,
                axis_name: Optional[str] = None, return_aux: bool = False,
                block_rows: Optional[int] = None):
   """A-HMLC: per-level SupCon on embeddings weighted by soft attention masks.
@@ -216,7 +225,7 @@ def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray,
     embeddings: float ``[B, V, D]`` raw projection-head outputs.
     masks: float ``[B, V, H, D]``, usually in ``[0, 1]``.
     labels: int ``[B, H]``, coarsest level first.
-    temperature, base_temperature, level_weights, full_weight,
+    temperature, base_temperature, level_weights, full_weight, instance_weight,
     enforce_hierarchy, axis_name, block_rows: as in ``ghmlc_loss``.
     return_aux: also return ``{"level_losses": [H], "level_dims": [H]}``
       (``level_dims`` is the mean mask mass per level and row).
@@ -233,7 +242,7 @@ def ahmlc_loss(embeddings: jnp.ndarray, masks: jnp.ndarray, labels: jnp.ndarray,
                      f"got {list(masks.shape)}")
   loss, aux = _masked_level_loss(
       z, masks, labels, temperature=temperature, base_temperature=base_temperature,
-      level_weights=level_weights, full_weight=full_weight,
+      level_weights=level_weights, full_weight=full_weight, instance_weight=instance_weight,
       enforce_hierarchy=enforce_hierarchy, axis_name=axis_name, block_rows=block_rows)
   return (loss, aux) if return_aux else loss
 
@@ -260,7 +269,8 @@ def l2_normalize(x: jnp.ndarray, axis: int = -1):
 
 
 def _masked_level_loss(z, masks, labels, *, temperature, base_temperature, level_weights,
-                       full_weight, enforce_hierarchy, axis_name, block_rows):
+                       full_weight, instance_weight, enforce_hierarchy, axis_name,
+                       block_rows):
   """Weighted per-level SupCon on ``normalise(z * M_h)``; the G-/A-HMLC core.
 
   Args:
@@ -284,10 +294,11 @@ def _masked_level_loss(z, masks, labels, *, temperature, base_temperature, level
   if enforce_hierarchy:
     losses = jax.lax.cummax(losses, axis=0, reverse=True)
   loss = jnp.sum(jnp.asarray(weights, losses.dtype) * losses)
-  if full_weight:
-    loss = loss + full_weight * supcon_loss(
-        l2_normalize(z)[0], labels[:, -1], temperature=temperature,
-        base_temperature=base_temperature, axis_name=axis_name, block_rows=block_rows)
+  for weight, whole_labels in ((full_weight, labels[:, -1]), (instance_weight, None)):
+    if weight:
+      loss = loss + weight * supcon_loss(
+          l2_normalize(z)[0], whole_labels, temperature=temperature,
+          base_temperature=base_temperature, axis_name=axis_name, block_rows=block_rows)
   level_dims = _mean_over_devices(jnp.mean(jnp.sum(masks, axis=-1), axis=(0, 1)), axis_name)
   return loss, {"level_losses": losses, "level_dims": level_dims}
 

@@ -64,6 +64,7 @@ def method_loss(config: ml_collections.ConfigDict, embeddings: jnp.ndarray,
     return losses.hmlc_loss(unit, labels, kind=method, layer_penalty=config.layer_penalty,
                             **common), {}
   masked = dict(level_weights=_level_weights(config), full_weight=config.full_weight,
+                instance_weight=config.instance_weight,
                 enforce_hierarchy=config.enforce_hierarchy, return_aux=True, **common)
   if method == "ghmlc":
     loss, aux = losses.ghmlc_loss(embeddings, labels, gmm=GMMConfig(**config.gmm), **masked)

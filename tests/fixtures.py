@@ -104,3 +104,56 @@ def write_modelnet(root, points_per_cloud: int = 16, seed: int = 0) -> dict:
   return raw
 
 
+
+
+def write_idx(path, array: np.ndarray) -> None:
+  """A uint8 IDX file (gzipped when ``path`` ends in ``.gz``)."""
+  import gzip   # pylint: disable=g-import-not-at-top
+  array = np.asarray(array, np.uint8)
+  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+      int(n).to_bytes(4, "big") for n in array.shape)
+  opener = gzip.open if str(path).endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(header + array.tobytes())
+
+
+def fashion_like(rng, labels: np.ndarray) -> np.ndarray:
+  """uint8 ``[N, 28, 28]`` learnable images whose look follows hfashion's tree:
+  clothes are bars and goods box outlines (level 0), the level-1 group sets the
+  size, the class within its group the orientation; shifted by up to 4 pixels,
+  on noise."""
+  from hmlc_jax.data import hfashion   # pylint: disable=g-import-not-at-top
+  table = hfashion.hierarchy_table()
+  yy, xx = np.mgrid[0:28, 0:28] - 13.5
+  shapes = []
+  for klass in range(10):
+    level0, group, _ = table[klass]
+    siblings = np.flatnonzero(table[:, 1] == group)
+    angle = np.pi * (0.1 + np.searchsorted(siblings, klass) / (len(siblings) + 1))
+    along = np.cos(angle) * xx + np.sin(angle) * yy
+    across = -np.sin(angle) * xx + np.cos(angle) * yy
+    size = 5.0 + 1.5 * group
+    if level0 == 0:
+      shape = (np.abs(across) < 1.5) & (np.abs(along) < size)
+    else:
+      edge = np.maximum(np.abs(along), np.abs(across) * 1.6)
+      shape = (edge < size) & (edge > size - 2.5)
+    shapes.append(shape.astype(np.float64))
+  shapes = np.stack(shapes)
+  shift = rng.integers(-4, 5, size=(len(labels), 2))
+  images = np.stack([np.roll(shapes[k], tuple(s), axis=(0, 1)) for k, s in zip(labels, shift)])
+  images = 0.2 + 0.6 * images + rng.normal(0.0, 0.15, size=images.shape)
+  return np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+
+
+def write_fashion_idx(root, sizes=(600, 300), seed=0, gz=True) -> str:
+  """Fashion-MNIST's four IDX files with `fashion_like` images; returns ``root``."""
+  rng = np.random.default_rng(seed)
+  suffix = ".gz" if gz else ""
+  os.makedirs(root, exist_ok=True)
+  for prefix, size in zip(("train", "t10k"), sizes):
+    labels = np.arange(size) % 10
+    rng.shuffle(labels)
+    write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte{suffix}"), fashion_like(rng, labels))
+    write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte{suffix}"), labels)
+  return str(root)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture
 
-from hmlc_jax.gmm import GMMConfig, fit_gmm, level_masks
+from hmlc_jax.gmm import GMMConfig, fit_gmm, hard_assignment, level_masks
 
 MIXTURES = [  # (weights, means, standard deviations): well separated, down to 5%
     ((0.95, 0.05), (0.0, 6.0), (1.0, 0.5)),
@@ -126,3 +126,76 @@ def test_bad_arguments_are_named():
     fit_gmm(jnp.zeros((3, 4)), 2, init="kmeans")
   with pytest.raises(ValueError, match="gmm.init"):
     GMMConfig(init="kmeans")
+
+
+def _clamped_assignment_oracle(x, argmax, k, min_dims, descending):
+  """NumPy reference of `hard_assignment`: rank by value, clamp the cumulative cuts."""
+  n = len(x)
+  order = np.argsort(-x if descending else x, kind="stable")
+  rank = np.empty(n, np.int64)
+  rank[order] = np.arange(n)
+  counts = np.bincount(argmax, minlength=k)
+  cuts, previous, total = [], 0, 0
+  for c in range(k - 1):
+    total += counts[c]
+    previous = int(np.clip(total, previous + min_dims, n - (k - 1 - c) * min_dims))
+    cuts.append(previous)
+  return np.searchsorted(np.asarray(cuts), rank, side="right")
+
+
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("min_dims", [1, 5, 20, 42])
+def test_hard_assignment_against_oracle(min_dims, descending):
+  rng = np.random.default_rng(min_dims)
+  x = rng.standard_t(2.0, size=(6, 128))                 # heavy tails: tiny extreme components
+  x[0, :3] = 12.0                                        # ties among the largest values
+  fit = fit_gmm(jnp.asarray(x, jnp.float32), 3)
+  resp = np.asarray(fit.responsibilities)
+  ours = np.asarray(hard_assignment(jnp.asarray(x, jnp.float32), jnp.asarray(resp), min_dims,
+                                    descending=descending))
+  for row in range(len(x)):
+    ref = _clamped_assignment_oracle(x[row], resp[row].argmax(-1), 3, min_dims, descending)
+    np.testing.assert_array_equal(ours[row], ref)
+    assert np.bincount(ours[row], minlength=3).min() >= min_dims
+
+
+def test_hard_assignment_is_the_argmax_above_the_floor():
+  # Three well-separated groups of 40+ values: the floor changes nothing.
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(m, 0.3, size=(4, s)) for m, s in ((5, 40), (0, 48), (-5, 40))],
+                     axis=1)
+  config = GMMConfig(fit_over="sample", min_share=0.25)
+  fit = fit_gmm(jnp.asarray(x, jnp.float32), 3)
+  fit = fit._replace(responsibilities=fit.responsibilities[..., np.argsort(
+      -np.asarray(fit.means[0]))])
+  ours = hard_assignment(jnp.asarray(x, jnp.float32), fit.responsibilities, 32)
+  np.testing.assert_array_equal(np.asarray(ours), np.asarray(fit.responsibilities).argmax(-1))
+  masks, _ = level_masks(jnp.asarray(x, jnp.float32), 3, config)
+  np.testing.assert_array_equal(np.asarray(masks).sum(-1), [[40, 48, 40]] * 4)
+
+
+def _trained_like_embedding(rng, batch=256, dim=128):
+  """Projection outputs in the shape measured on hfashion when the masks degenerate:
+  a unit-normal bulk, one dimension far out in each tail and one near zero."""
+  z = rng.standard_normal((batch, dim))
+  z[:, 0] = 6.0 + 0.1 * z[:, 0]
+  z[:, 1] = -6.0 + 0.1 * z[:, 1]
+  z[:, 2] *= 0.01
+  return z.astype(np.float32)
+
+
+@pytest.mark.parametrize("fit_over", ["sample", "batch"])
+def test_default_masks_keep_every_level_usable_on_trained_like_embeddings(fit_over):
+  from configs import common
+  rng = np.random.default_rng(1)
+  z = jnp.asarray(_trained_like_embedding(rng))
+  defaults = dict(common.base_config("ghmlc").gmm)
+  floor = int(np.floor(defaults["min_share"] * z.shape[-1]))
+  assert floor >= 4
+  masks, _ = level_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over)))
+  dims = np.asarray(masks).sum(-1)                          # [B, H]
+  assert dims.min() >= floor
+  np.testing.assert_allclose(dims.sum(-1), z.shape[-1])
+  # Without the floor the same embedding leaves a level about one dimension.
+  bare, _ = level_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over, min_share=0.0)))
+  assert np.asarray(bare).sum(-1).mean(0).min() < 4

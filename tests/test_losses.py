@@ -129,7 +129,7 @@ def test_ghmlc_three_levels_take_components_in_mean_order():
   rng = np.random.default_rng(1)
   centres = np.repeat([0.0, 4.0, -4.0], [20, 6, 6])         # middle, high, low dimensions
   z = jnp.asarray(centres + 0.2 * rng.normal(size=(5, 2, 32)), jnp.float32)
-  masks, fit = level_masks(z, 3, GMMConfig())
+  masks, fit = level_masks(z, 3, GMMConfig(fit_over="sample", min_share=0.0))
   levels = np.argmax(np.asarray(masks), axis=2)               # [B, V, D] level of each dim
   np.testing.assert_array_equal(levels, np.broadcast_to(np.repeat([1, 0, 2], [20, 6, 6]),
                                                         levels.shape))

@@ -17,7 +17,7 @@ import numpy as np
 from hmlc_jax import hierarchy
 from hmlc_jax.errors import UserInputError
 
-DATASETS = ("hdigits", "hmnist", "cifar100", "modelnet40", "shapes3d")
+DATASETS = ("hdigits", "hfashion", "hmnist", "cifar100", "modelnet40", "shapes3d")
 EVAL_SPLITS = ("test", "validation")
 
 

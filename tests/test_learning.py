@@ -1,0 +1,56 @@
+"""Training learns: a short run must beat the same encoder at initialisation.
+
+Every other run test compares runs with each other or checks ranges, so a
+`train_step` that never changed the parameters would pass them. Here each
+method trains for a few seconds on learnable Fashion-MNIST-shaped IDX files
+(`tests.fixtures.fashion_like`: the look of each image follows hfashion's
+tree) and its linear probe must beat the untrained encoder's (same seed, same
+evaluation) at every level of the tree by `MARGIN`, or by half its error where
+the untrained encoder is already within `2 * MARGIN` of perfect.
+"""
+import numpy as np
+import pytest
+
+from hmlc_jax import evaluate, train
+from hmlc_jax.data import augment, load_dataset
+from tests.fixtures import write_fashion_idx
+from tests.smoke import run_and_check, smoke_config
+
+MARGIN = 0.03          # linear-probe accuracy, at every level
+STEPS = 100
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+  return write_fashion_idx(tmp_path_factory.mktemp("fashion"), sizes=(600, 300))
+
+
+def learning_config(method: str, data_dir: str):
+  return smoke_config(
+      f"hfashion_{method}", **{"dataset.data_dir": data_dir, "dataset.train_size": 0,
+                               "dataset.test_size": 0, "num_train_steps": STEPS,
+                               "batch_size": 64, "learning_rate": 5e-3, "model.width": 8,
+                               "model.projection_dim": 32, "checkpoint_every_steps": STEPS,
+                               "log_every_steps": STEPS, "progress_bar": False,
+                               "log_to_console": False, "eval.probe_epochs": 40})
+
+
+def untrained_probe(config) -> np.ndarray:
+  data = load_dataset(config.dataset)
+  model = train.build_model(config, data)
+  state = train.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
+                                                                       data.kind),
+                                   len(data.train_x))
+  scores = evaluate.evaluate_encoder(model, {"params": state.params,
+                                             "batch_stats": state.batch_stats},
+                                     data, config.eval, config.seed)
+  return np.asarray(scores["linear_probe_accuracy"])
+
+
+@pytest.mark.parametrize("method", ["supcon", "hmce", "ghmlc", "ahmlc"])
+def test_training_beats_the_untrained_encoder(method, fashion_dir, tmp_path):
+  config = learning_config(method, fashion_dir)
+  trained = np.asarray(run_and_check(config, tmp_path, num_levels=3)["linear_probe_accuracy"])
+  untrained = untrained_probe(config)
+  needed = untrained + np.minimum(MARGIN, (1.0 - untrained) / 2)
+  assert np.all(trained >= needed), (method, trained, untrained)

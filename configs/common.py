@@ -125,17 +125,23 @@ def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
 
 
 def hfashion(method: str, arg: str) -> ml_collections.ConfigDict:
-  """Hierarchical Fashion-MNIST (real images, 2 -> 6 -> 10), small CNN, on CPU in 15 min."""
+  """Hierarchical Fashion-MNIST (real images, 2 -> 6 -> 10), small CNN.
+
+  The whole default job (60,000 training images, 1,000 steps of 256, then the
+  evaluation) fits 15 minutes on 2 CPU cores. Augmentation and learning rate
+  were chosen on the validation split (docs/hfashion/ablation_recipe.md): crops
+  of 80-100% of the area, flips, no colour jitter (grey images), AdamW 4e-3.
+  """
   c = base_config(method)
   c.dataset.update(name="hfashion", train_size=0, test_size=0, validation_fraction=0.1)
   c.model.update(backbone="small_cnn", width=32, convs_per_stage=1)
-  c.augment = image_augment(crop_scale=(0.6, 1.0), flip=True, jitter_prob=0.8,
+  c.augment = image_augment(crop_scale=(0.8, 1.0), flip=True, jitter_prob=0.0,
                             grayscale_prob=0.0)
   c.batch_size = 256
-  c.num_train_steps = 1500
+  c.num_train_steps = 1000
   c.warmup_epochs = 0.5
   c.optimizer = "adamw"
-  c.learning_rate = 2e-3
+  c.learning_rate = 4e-3
   c.checkpoint_every_steps = 250
   c.log_every_steps = 50
   c.eval.probe_epochs = 30

@@ -32,7 +32,9 @@ def learning_config(method: str, data_dir: str):
                                "batch_size": 64, "learning_rate": 5e-3, "model.width": 8,
                                "model.projection_dim": 32, "checkpoint_every_steps": STEPS,
                                "log_every_steps": STEPS, "progress_bar": False,
-                               "log_to_console": False, "eval.probe_epochs": 40})
+                               "log_to_console": False, "eval.probe_epochs": 40,
+                               # the augmentation the margins were measured with
+                               "augment.crop_scale": (0.6, 1.0), "augment.jitter_prob": 0.8})
 
 
 def untrained_probe(config) -> np.ndarray:

@@ -91,3 +91,23 @@ def test_bad_files_are_named(tmp_path):
     load_dataset(config(root))
   with pytest.raises(UserInputError, match="at least 10"):
     load_dataset(config(write_fashion_idx(tmp_path / "c", sizes=(20, 10)), train_size=5))
+
+
+def test_offline_without_files_fails_fast_naming_where_to_put_them(tmp_path, monkeypatch):
+  import socket
+  import time
+
+  def no_network(*args, **kwargs):
+    raise OSError("network is unreachable")
+
+  monkeypatch.setattr(socket, "create_connection", no_network)
+  monkeypatch.setattr(hfashion, "DEBIAN_DIR", str(tmp_path / "no_debian_package"))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  start = time.perf_counter()
+  with pytest.raises(UserInputError, match="cannot reach the download servers") as error:
+    load_dataset(config(empty, download=True))
+  assert time.perf_counter() - start < 30
+  assert "apt-get install -y dataset-fashion-mnist" in str(error.value)
+  assert "\n" not in str(error.value)
+  assert os.listdir(empty) == []       # nothing was downloaded or half-written

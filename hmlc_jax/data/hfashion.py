@@ -111,8 +111,11 @@ def read_folder(folder: str) -> Optional[dict]:
 
 def _read_tfds(config) -> dict:
   from hmlc_jax.data.tfds_io import data_dir_of, read_splits
+  hint = (f"put Fashion-MNIST's four IDX files ({', '.join(FILES['train'] + FILES['test'])}, "
+          f".gz or not) in a folder and set --config.dataset.data_dir to it, or on "
+          f"Debian/Ubuntu `apt-get install -y dataset-fashion-mnist` (fills {DEBIAN_DIR})")
   train, test = read_splits("fashion_mnist", "Fashion-MNIST", data_dir_of(config),
-                            bool(config.get("download", True)))
+                            bool(config.get("download", True)), hint=hint)
   return {name: (np.asarray(s["image"])[..., 0], np.asarray(s["label"]))
           for name, s in (("train", train), ("test", test))}
 

@@ -6,6 +6,7 @@ TensorFlow is kept off the GPUs so that it leaves accelerator memory to JAX.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Optional
 
 import ml_collections
@@ -50,7 +51,35 @@ def data_dir_of(config: ml_collections.ConfigDict) -> Optional[str]:
   return os.path.expanduser(data_dir) if data_dir else None
 
 
-def read_splits(builder: str, display: str, data_dir: Optional[str], download: bool) -> list:
+# tensorflow-datasets' own mirror, tried first for most data sets; when it
+# cannot even be reached, a download would only retry for minutes.
+PROBE_HOST = ("storage.googleapis.com", 443)
+PROBE_TIMEOUT_S = 10.0
+
+
+def can_reach_downloads() -> bool:
+  """Whether a TCP connection to ``PROBE_HOST`` opens within ``PROBE_TIMEOUT_S``."""
+  try:
+    socket.create_connection(PROBE_HOST, timeout=PROBE_TIMEOUT_S).close()
+    return True
+  except OSError:
+    return False
+
+
+def _is_prepared(tfds, builder: str, data_dir: Optional[str]) -> bool:
+  """Whether ``builder``'s data is prepared, without tfds' warnings about leftovers
+  of an interrupted download."""
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    return tfds.builder(builder, data_dir=data_dir).is_prepared()
+  finally:
+    absl_logging.set_verbosity(verbosity)
+
+
+def read_splits(builder: str, display: str, data_dir: Optional[str], download: bool,
+                hint: Optional[str] = None) -> list:
   """``tfds.load`` of ``builder``'s train and test splits as NumPy feature dicts.
 
   Args:
@@ -58,13 +87,20 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
     display: the data set's name in messages, e.g. "CIFAR-100".
     data_dir: tensorflow-datasets data directory, None for the default.
     download: let tensorflow-datasets download and prepare missing data.
+    hint: how to get the data, for the error message (default: `get_data_hint`).
 
   Raises:
     UserInputError: the data is not in ``data_dir`` and was not (or could not
-      be) downloaded.
+      be) downloaded; without network this comes within seconds, not after
+      minutes of download retries.
   """
   tfds = import_tfds()
   where = data_dir or default_data_dir()
+  hint = hint or get_data_hint(builder)
+  if download and not _is_prepared(tfds, builder, data_dir):
+    if not can_reach_downloads():
+      raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
+                           f"the download servers ({PROBE_HOST[0]}); {hint}")
   try:
     splits = tfds.load(builder, split=["train", "test"], data_dir=data_dir,
                        batch_size=-1, download=download)
@@ -73,17 +109,16 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
     if "could not find data" not in str(e):
       raise
     raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
-                         f"{where} and dataset.download is False; "
-                         f"{get_data_hint(builder)}") from None
+                         f"{where} and dataset.download is False; {hint}") from None
   except (OSError, tfds.download.DownloadError) as e:
     # Offline: requests' ConnectionError (an OSError) from inside the download.
     raise UserInputError(f"{display} not found in {where} and downloading it failed "
-                         f"({first_line(e)}); {get_data_hint(builder)}") from None
+                         f"({first_line(e)}); {hint}") from None
   except ModuleNotFoundError as e:
     if not download:
       raise
     # tensorflow-datasets needs extra modules (e.g. importlib_resources) to download.
     raise UserInputError(f"{display} not found in {where} and tensorflow-datasets cannot "
                          f"download it without the Python module {e.name!r} (pip install "
-                         f"{e.name}); or {get_data_hint(builder)}") from None
+                         f"{e.name}); or {hint}") from None
   return [tfds.as_numpy(split) for split in splits]

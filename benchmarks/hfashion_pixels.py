@@ -58,14 +58,18 @@ def main(argv=None) -> None:
   start = time.perf_counter()
   for h, name in enumerate(data.level_names):
     y = data.train_y[:, h]
-    val_acc = {c: fit_score(c, train_x[fit], y[fit], train_x[val], y[val], args.max_iter)
-               for c in c_values}
-    best = max(val_acc, key=val_acc.get)
+    if len(c_values) > 1:
+      val_acc = {c: fit_score(c, train_x[fit], y[fit], train_x[val], y[val], args.max_iter)
+                 for c in c_values}
+    else:                                # one value: nothing to choose
+      val_acc = {c_values[0]: None}
+    best = max(val_acc, key=lambda c: val_acc[c] or 0.0)
     test = fit_score(best, train_x, y, test_x, data.test_y[:, h], args.max_iter)
     rows.append(dict(level=name, classes=data.num_classes[h], C=best,
                      val_accuracy=val_acc[best], test_accuracy=test))
-    print(f"level {h} ({name}, {data.num_classes[h]} classes): C={best} "
-          f"validation {100 * val_acc[best]:.2f}%, test {100 * test:.2f}%", flush=True)
+    chosen = f"validation {100 * val_acc[best]:.2f}%, " if val_acc[best] is not None else ""
+    print(f"level {h} ({name}, {data.num_classes[h]} classes): C={best} {chosen}"
+          f"test {100 * test:.2f}%", flush=True)
   print("| level | classes | C (validation) | test accuracy |")
   print("|---|---|---|---|")
   for r in rows:

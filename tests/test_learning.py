@@ -37,7 +37,20 @@ def learning_config(method: str, data_dir: str):
                                "augment.crop_scale": (0.6, 1.0), "augment.jitter_prob": 0.8})
 
 
+_UNTRAINED = {}
+
+
 def untrained_probe(config) -> np.ndarray:
+  """Probe accuracies of the encoder at initialisation. The backbone's initial
+  parameters depend on the seed and the backbone alone (not on the heads), so
+  the methods share one evaluation."""
+  key = (config.model.to_json(), config.seed)
+  if key not in _UNTRAINED:
+    _UNTRAINED[key] = _evaluate_untrained(config)
+  return _UNTRAINED[key]
+
+
+def _evaluate_untrained(config) -> np.ndarray:
   data = load_dataset(config.dataset)
   model = train.build_model(config, data)
   state = train.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],

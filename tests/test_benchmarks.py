@@ -71,7 +71,9 @@ def test_loss_memory_benchmark_reports_xla_memory_of_dense_and_blockwise(tmp_pat
   for r in rows:
     assert r["rows"] == 1024 and r["block_rows"] == 64
     assert r["dense"]["temp_mib"] >= 4.0                   # one 1024 x 1024 float32 at least
-    assert r["blockwise"]["temp_mib"] < r["dense"]["temp_mib"] / 2
+    # G-HMLC's masks and per-level unit features are a fixed part (12 of 23 MiB
+    # at this size with the batch-fit masks) that blocks do not shrink.
+    assert r["blockwise"]["temp_mib"] < 0.6 * r["dense"]["temp_mib"]
     assert f"| {r['loss']} | 1024 | {r['dense']['temp_mib']:.0f} |" in run.stdout
 
 

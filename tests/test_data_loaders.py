@@ -18,6 +18,7 @@ import pytest
 
 from hmlc_jax import hierarchy
 from hmlc_jax.data import cifar100, load_dataset, modelnet40, shapes3d
+from hmlc_jax.data import tfds_io
 from hmlc_jax.errors import UserInputError
 from tests.fixtures import (coarse_of, mock_as_dataset, write_cifar_metadata, write_h5,
                             write_modelnet)
@@ -103,6 +104,7 @@ def test_cifar100_failed_download(tmp_path, tfds_module, monkeypatch, kind):
   def fail(*args, **kwargs):
     raise errors[kind]
   monkeypatch.setattr(tfds_module.core.DatasetBuilder, "download_and_prepare", fail)
+  monkeypatch.setattr(tfds_io, "can_reach_downloads", lambda: True)   # failures come later
   config = dataset_config(name="cifar100", data_dir=str(tmp_path), download=True)
   with pytest.raises(UserInputError) as excinfo:
     cifar100.load(config)

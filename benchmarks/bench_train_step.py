@@ -28,6 +28,7 @@ adds a per-layer table (forward+backward of each convolution block of a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +45,20 @@ PEAK_BF16 = (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12
              ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5", 197e12),
              ("TPU v4", 275e12), ("TPU v3", 123e12), ("TPU v2", 46e12))
 NUM_BATCHES = 4
+XLA_CONV_GRAD = "#xla_conv_grad"
+
+
+@contextlib.contextmanager
+def conv_kernel_grads(xla: bool):
+  """While tracing: XLA's own convolution kernel gradients if ``xla``, else the
+  library's (``hmlc_jax.models.conv``; the patch matmul on CPU)."""
+  from jax import lax
+  from hmlc_jax.models import conv, resnet
+  resnet.conv_general_dilated = lax.conv_general_dilated if xla else conv.conv_general_dilated
+  try:
+    yield
+  finally:
+    resnet.conv_general_dilated = conv.conv_general_dilated
 
 
 def parse_args(argv):
@@ -51,8 +66,9 @@ def parse_args(argv):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--configs", required=True,
                  help="comma-separated config files, each FILE.py[:variant] with optional "
-                      "overrides @FIELD=VALUE[+FIELD=VALUE], e.g. "
-                      "configs/hfashion_ghmlc.py@model.conv_impl=xla")
+                      "overrides @FIELD=VALUE[+FIELD=VALUE] and an optional suffix "
+                      f"{XLA_CONV_GRAD} (XLA's own conv kernel gradients, the baseline of "
+                      "hmlc_jax.models.conv), e.g. configs/hfashion_ghmlc.py#xla_conv_grad")
   p.add_argument("--batch_size", type=int, default=0, help="global batch; 0 keeps each config's")
   p.add_argument("--steps", type=int, default=10, help="timed rounds")
   p.add_argument("--warmup", type=int, default=2, help="untimed rounds after compiling")
@@ -136,7 +152,7 @@ def matmul_gflops(size: int, repeats: int = 5) -> float:
 class Case:
   """One config's compiled step, live state and host batches."""
 
-  def __init__(self, path: str, config):
+  def __init__(self, path: str, config, xla_conv_grad: bool = False):
     import jax
     from hmlc_jax import train
     from hmlc_jax.data import augment
@@ -150,15 +166,17 @@ class Case:
     self.state = train.replicate(state)
     step = train.pmapped_train_step(model, config, data.kind, schedule)
     start = time.perf_counter()
-    self.compiled = step.lower(self.state, self.batches[0]).compile()
+    with conv_kernel_grads(xla_conv_grad):
+      self.compiled = step.lower(self.state, self.batches[0]).compile()
     self.compile_s = time.perf_counter() - start
     self.flops = flops_of(self.compiled) * jax.local_device_count()
     views = jax.numpy.asarray(augment.prepare_eval(
         data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
         data.kind))
     plain = train.build_model(config, data)
-    self.model_flops = model_flops_per_view(
-        plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
+    with conv_kernel_grads(xla=True):   # the same count for both kernel gradients
+      self.model_flops = model_flops_per_view(
+          plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
     self.times, self.calls = [], 0
 
   def call(self) -> float:
@@ -241,11 +259,12 @@ def print_table(results: dict) -> None:
 
 
 def layer_table(config, views: int, repeats: int = 5) -> list:
-  """Forward+backward ms and GFLOP/s of each conv block of a small_cnn, one device."""
+  """Forward+backward ms and GFLOP/s of each conv block of a small_cnn, one device,
+  with XLA's kernel gradient and with the library's (patch matmul on CPU)."""
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
-  from hmlc_jax.models.resnet import batch_norm, conv
+  from hmlc_jax.models import resnet
   side, channels = IMAGE_SHAPES.get(config.dataset.name, (32, 1))
   rows, c_in = [], channels
   for stage in range(3):
@@ -255,8 +274,8 @@ def layer_table(config, views: int, repeats: int = 5) -> list:
       class Block(nn.Module):
         @nn.compact
         def __call__(self, x):
-          x = conv(c_out, 3, 1, jnp.float32, "conv")(x)
-          return nn.relu(batch_norm(True, None, jnp.float32)(name="bn")(x))
+          x = resnet.conv(c_out, 3, 1, jnp.float32, "conv")(x)
+          return nn.relu(resnet.batch_norm(True, None, jnp.float32)(name="bn")(x))
 
       x = jnp.ones((views, side, side, c_in), jnp.float32)
       block = Block()
@@ -267,32 +286,42 @@ def layer_table(config, views: int, repeats: int = 5) -> list:
                              mutable=["batch_stats"])
         return jnp.sum(out)
 
-      step = jax.jit(jax.grad(loss, argnums=(0, 1)))
-      compiled = step.lower(variables["params"], x).compile()
-      jax.block_until_ready(compiled(variables["params"], x))
-      times = []
-      for _ in range(repeats):
-        start = time.perf_counter()
+      # The first layer's input is data: no input gradient, as in training.
+      argnums = (0, 1) if stage or index else 0
+      row = dict(layer=f"conv {c_in}->{c_out} at {side}x{side}")
+      for name, xla in (("xla", True), ("patches", False)):
+        with conv_kernel_grads(xla):
+          compiled = jax.jit(jax.grad(loss, argnums=argnums)).lower(
+              variables["params"], x).compile()
         jax.block_until_ready(compiled(variables["params"], x))
-        times.append(time.perf_counter() - start)
-      ms = 1e3 * statistics.median(times)
-      flops = flops_of(compiled)
-      rows.append(dict(layer=f"conv {c_in}->{c_out} at {side}x{side}", ms=ms,
-                       gflops_per_sec=flops / ms / 1e6 if flops else None))
+        times = []
+        for _ in range(repeats):
+          start = time.perf_counter()
+          jax.block_until_ready(compiled(variables["params"], x))
+          times.append(time.perf_counter() - start)
+        ms = 1e3 * statistics.median(times)
+        if name == "xla":
+          flops = flops_of(compiled)
+        row[f"{name}_ms"] = ms
+        row[f"{name}_gflops_per_sec"] = flops / ms / 1e6 if flops else None
+      rows.append(row)
       c_in = c_out
     side //= 2
-  print(f"| layer (forward+backward, {views} views, one device) | ms | GFLOP/s |")
-  print("|---|---|---|")
+  rate = lambda r, k: f"{r[k]:.1f}" if r[k] else "n/a"
+  print(f"| layer (forward+backward, {views} views, one device) | XLA kernel grad ms | "
+        "GFLOP/s | patch kernel grad ms | GFLOP/s |")
+  print("|---|---|---|---|---|")
   for r in rows:
-    rate = f"{r['gflops_per_sec']:.1f}" if r["gflops_per_sec"] else "n/a"
-    print(f"| {r['layer']} | {r['ms']:.1f} | {rate} |")
+    print(f"| {r['layer']} | {r['xla_ms']:.1f} | {rate(r, 'xla_gflops_per_sec')} | "
+          f"{r['patches_ms']:.1f} | {rate(r, 'patches_gflops_per_sec')} |")
   return rows
 
 
 def load(spec: str, batch_size: int):
-  """``FILE.py[:variant][@FIELD=VALUE[+FIELD=VALUE...]]`` as a config."""
+  """``FILE.py[:variant][@FIELD=VALUE[+FIELD=VALUE...]][#xla_conv_grad]`` as a config."""
   from hmlc_jax.ablation import apply_overrides, parse_variant
   from hmlc_jax.compare import config_from_file
+  spec = spec.removesuffix(XLA_CONV_GRAD)
   path, _, overrides = spec.partition("@")
   config = config_from_file(path)
   if overrides:
@@ -310,7 +339,7 @@ def main(argv=None) -> None:
   import jax
   cases = []
   for spec in specs:
-    case = Case(spec, load(spec, args.batch_size))
+    case = Case(spec, load(spec, args.batch_size), spec.endswith(XLA_CONV_GRAD))
     print(f"compiled {spec} in {case.compile_s:.1f} s", file=sys.stderr, flush=True)
     cases.append(case)
   cpu = jax.devices()[0].platform == "cpu"

@@ -38,7 +38,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       fit_over="batch", order="descending", mask_grad="hard", min_share=0.25))
   c.model = ml_collections.ConfigDict(dict(
       backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
-      attention_activation="sigmoid", dtype="float32"))
+      attention_activation="sigmoid", dtype="float32",
+      convs_per_stage=2, space_to_depth=1))   # the last two: small_cnn only
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar100", data_dir="", seed=0, download=True, num_points=1024,
       train_size=0, test_size=0,

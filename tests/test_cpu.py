@@ -5,10 +5,10 @@ from hmlc_jax import cpu
 
 
 @pytest.mark.parametrize("cores, batch, expected", [
-    (1, 256, 4), (2, 256, 8), (16, 256, 8),     # 4 per core, at most 8
-    (2, 12, 6), (2, 7, 7), (2, 9, 3), (2, 1, 1),  # the largest count that divides the batch
+    (1, 256, 1), (2, 256, 2), (16, 256, 8),     # one per core, at most 8
+    (6, 12, 6), (8, 7, 7), (8, 9, 3), (2, 1, 1),  # the largest count that divides the batch
 ])
-def test_cpu_devices_for_takes_four_per_core_dividing_the_batch(cores, batch, expected):
+def test_cpu_devices_for_takes_one_per_core_dividing_the_batch(cores, batch, expected):
   assert cpu.cpu_devices_for(batch, cores=cores) == expected
 
 

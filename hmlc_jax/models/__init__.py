@@ -101,7 +101,7 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
     raise UserInputError(f"num_levels must be a positive int for attention heads, "
                          f"got {num_levels!r}")
   backbone = _backbone(fields["backbone"], fields["width"], fields["zero_init_residual"],
-                       fields["convs_per_stage"],
+                       fields["convs_per_stage"], fields["space_to_depth"],
                        axis_name, fields["dtype"])
   return ContrastiveModel(
       backbone=backbone, projection_dim=fields["projection_dim"],
@@ -129,18 +129,19 @@ def _read_config(model_config) -> dict[str, Any]:
       "dtype": DTYPES[_choice("dtype", get("dtype", "float32"), tuple(DTYPES))],
       "zero_init_residual": zero_init,
       "convs_per_stage": _int_at_least("convs_per_stage", get("convs_per_stage", 2), 1),
+      "space_to_depth": _int_at_least("space_to_depth", get("space_to_depth", 1), 1),
   }
 
 
 def _backbone(name: str, width: int, zero_init_residual: bool, convs_per_stage: int,
-              axis_name: Optional[str], dtype: Any) -> nn.Module:
+              space_to_depth: int, axis_name: Optional[str], dtype: Any) -> nn.Module:
   kwargs = dict(width=width, axis_name=axis_name, dtype=dtype)
   if name == "resnet18":
     return resnet18(zero_init_residual=zero_init_residual, **kwargs)
   if name == "resnet50":
     return resnet50(zero_init_residual=zero_init_residual, **kwargs)
   if name == "small_cnn":
-    return SmallCNN(convs_per_stage=convs_per_stage, **kwargs)
+    return SmallCNN(convs_per_stage=convs_per_stage, space_to_depth=space_to_depth, **kwargs)
   return PointNet(**kwargs)
 
 

@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hmlc_jax.models.conv import conv_general_dilated
+
 # He-normal with fan_out, as torchvision initialises ResNet convolutions.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -45,10 +47,12 @@ def batch_norm(train: bool, axis_name: Optional[str], dtype: Any,
 
 
 def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-  """Bias-free ``kernel x kernel`` convolution (a BatchNorm always follows)."""
+  """Bias-free ``kernel x kernel`` convolution (a BatchNorm always follows); on
+  CPU its kernel gradient is a patch matmul (``hmlc_jax.models.conv``)."""
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
                  use_bias=False, kernel_init=conv_init, dtype=dtype,
-                 param_dtype=jnp.float32, name=name)
+                 param_dtype=jnp.float32, conv_general_dilated=conv_general_dilated,
+                 name=name)
 
 
 class _Block(nn.Module):

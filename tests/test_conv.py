@@ -1,0 +1,127 @@
+"""hmlc_jax.models.conv and the small CNN's pool and space-to-depth stem, against
+float64 references (``lax.conv_general_dilated``'s own autodiff, ``nn.max_pool``,
+an explicit loop)."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from hmlc_jax.models import conv, small_cnn
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _loss(conv_fn, x, w, strides, padding):
+  y = conv_fn(x, w, strides, padding, dimension_numbers=DN)
+  return jnp.sum(jnp.sin(y) * jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, padding", [
+    ((2, 7, 9, 3), (3, 3, 3, 5), (1, 1), "SAME"),
+    ((2, 8, 8, 4), (1, 1, 4, 6), (1, 1), "SAME"),
+    ((1, 6, 5, 2), (3, 2, 2, 3), (1, 1), "VALID"),
+    ((2, 6, 6, 2), (3, 3, 2, 2), (1, 1), ((2, 0), (1, 3))),
+    ((2, 9, 9, 3), (3, 3, 3, 4), (2, 2), "SAME"),            # strided: XLA's path
+    ((2, 6, 6, 2), (3, 3, 2, 2), (1, 1), ((-1, 0), (1, 1))),  # negative pad: XLA's path
+])
+def test_values_and_gradients_equal_lax_in_float64(x_shape, w_shape, strides, padding):
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), x_shape, jnp.float64)
+    w = jax.random.normal(jax.random.key(1), w_shape, jnp.float64)
+    ours = conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+    theirs = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    grads = jax.grad(lambda a, b: _loss(conv.conv_general_dilated, a, b, strides, padding),
+                     (0, 1))(x, w)
+    expected = jax.grad(lambda a, b: _loss(lax.conv_general_dilated, a, b, strides, padding),
+                        (0, 1))(x, w)
+    for got, want in zip(grads, expected):
+      np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_patch_kernel_grad_is_the_sum_over_positions():
+  """The im2col kernel gradient against the definition, written as loops."""
+  rng = np.random.default_rng(0)
+  x, dy = rng.normal(size=(2, 4, 5, 3)), rng.normal(size=(2, 4, 5, 2))
+  pads = ((1, 1), (1, 1))
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  want = np.zeros((3, 3, 3, 2))
+  for i in range(3):
+    for j in range(3):
+      for y in range(4):
+        for z in range(5):
+          want[i, j] += np.einsum("nc,no->co", xp[:, y + i, z + j], dy[:, y, z])
+  with jax.enable_x64(True):
+    got = conv.patch_kernel_grad(jnp.asarray(x), jnp.asarray(dy), kernel_shape=(3, 3, 3, 2),
+                                 pads=pads)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_both_platform_branches_give_the_same_kernel_gradient():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3), jnp.float64)
+    dy = jax.random.normal(jax.random.key(1), (2, 5, 6, 4), jnp.float64)
+    options = dict(kernel_shape=(3, 3, 3, 4), pads=((1, 1), (1, 1)))
+    np.testing.assert_allclose(conv.patch_kernel_grad(x, dy, **options),
+                               conv.xla_kernel_grad(x, dy, **options), rtol=1e-12)
+
+
+def test_cpu_kernel_gradient_is_a_matmul_not_a_convolution():
+  """On CPU the compiled kernel gradient holds one convolution (the forward
+  pass) and a dot; with XLA's gradient it would hold two convolutions."""
+  x, w = jnp.ones((4, 8, 8, 3)), jnp.ones((3, 3, 3, 5))
+  grad = lambda fn: jax.jit(jax.grad(lambda w_: jnp.sum(fn(
+      x, w_, (1, 1), "SAME", dimension_numbers=DN) ** 2)))
+  ours = grad(conv.conv_general_dilated).lower(w).compile().as_text()
+  theirs = grad(lax.conv_general_dilated).lower(w).compile().as_text()
+  count = lambda text: text.count(" convolution(")
+  assert (count(ours), count(theirs)) == (1, 2)
+  assert " dot(" in ours
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2), (1, 3, 3, 1)])
+def test_max_pool_2x2_equals_flax_max_pool(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  np.testing.assert_array_equal(small_cnn.max_pool_2x2(x),
+                                nn.max_pool(x, (2, 2), strides=(2, 2)))
+  # Without ties the gradients are the same too.
+  g = lambda pool: jax.grad(lambda a: jnp.sum(pool(a) ** 3))(x)
+  np.testing.assert_allclose(g(small_cnn.max_pool_2x2),
+                             g(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2))), rtol=1e-6)
+
+
+def test_space_to_depth_against_a_loop():
+  x = np.random.default_rng(0).normal(size=(2, 6, 4, 3)).astype(np.float32)
+  got = np.asarray(small_cnn.space_to_depth(jnp.asarray(x), 2))
+  assert got.shape == (2, 3, 2, 12)
+  for i in range(3):
+    for j in range(2):
+      for a in range(2):
+        for b in range(2):
+          np.testing.assert_array_equal(got[:, i, j, (a * 2 + b) * 3:(a * 2 + b + 1) * 3],
+                                        x[:, 2 * i + a, 2 * j + b])
+  with pytest.raises(ValueError, match="space_to_depth=2 needs H and W divisible"):
+    small_cnn.space_to_depth(jnp.ones((1, 15, 16, 1)), 2)
+
+
+def test_space_to_depth_stem_keeps_the_later_stages():
+  """With s=2 the first conv sees [B, H/2, W/2, 4C] and the first stage does
+  not pool: the later stages and the representation keep their sizes."""
+  x = jax.random.normal(jax.random.key(0), (2, 16, 12, 1))
+  plain = small_cnn.SmallCNN(width=4, convs_per_stage=1)
+  folded = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2)
+  p_vars = plain.init(jax.random.key(1), x, train=False)
+  f_vars = folded.init(jax.random.key(1), x, train=False)
+  assert p_vars["params"]["stage1_1_conv"]["kernel"].shape == (3, 3, 1, 4)
+  assert f_vars["params"]["stage1_1_conv"]["kernel"].shape == (3, 3, 4, 4)
+  for name in ("stage2_1_conv", "stage3_1_conv"):
+    assert p_vars["params"][name]["kernel"].shape == f_vars["params"][name]["kernel"].shape
+  _, plain_acts = plain.apply(p_vars, x, train=False, capture_intermediates=True)
+  _, folded_acts = folded.apply(f_vars, x, train=False, capture_intermediates=True)
+  shape = lambda acts: acts["intermediates"]["stage2_1_conv"]["__call__"][0].shape
+  assert shape(plain_acts) == shape(folded_acts) == (2, 8, 6, 8)
+  assert folded.apply(f_vars, x, train=False).shape == (2, 16)

@@ -46,7 +46,7 @@ flags.DEFINE_bool("multihost", False,
 flags.DEFINE_integer("cpu_devices", 0,
                      "On a CPU-only machine, split the host into this many XLA devices and "
                      "pmap over them (2 cores: 8 devices 1.7x faster than 1, BENCHMARKS.md). "
-                     "0: four per core, at most 8, dividing batch_size. Ignored on GPU/TPU.")
+                     "0: one per core, at most 8, dividing batch_size. Ignored on GPU/TPU.")
 
 
 def fail(message: str) -> None:

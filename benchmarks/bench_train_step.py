@@ -73,7 +73,7 @@ def parse_args(argv):
   p.add_argument("--steps", type=int, default=10, help="timed rounds")
   p.add_argument("--warmup", type=int, default=2, help="untimed rounds after compiling")
   p.add_argument("--cpu_devices", type=int, default=0,
-                 help="CPU only: XLA host devices (0: as main.py, four per core, at most 8)")
+                 help="CPU only: XLA host devices (0: as main.py, one per core, at most 8)")
   p.add_argument("--json", default="bench_train_step.json", help="output JSON path")
   p.add_argument("--matmul_size", type=int, default=2048,
                  help="side of the float32 matmul that gives the CPU reference rate")

@@ -4,7 +4,9 @@
 
 The category digit is pasted at native size (8x8) and merged by maximum with
 the upscaled class digit, so wherever the big digit's stroke is brighter the
-small digit's ink is gone for good. This script rebuilds exactly the data set
+small digit's ink is gone for good (the earlier build, with the class digit
+filling the canvas, lost 38% of it; the current one places the small digit
+around the class digit's square). This script rebuilds exactly the data set
 of ``configs/hdigits_*.py`` (same seed and sizes) and gives classifiers an
 *oracle*: the true position of the pasted 8x8 patch. Their test accuracy on
 that patch bounds what any model that must also find the patch can reach.
@@ -32,13 +34,13 @@ from hmlc_jax.data import composite, hdigits
 
 def features(images: np.ndarray, layout: dict) -> dict:
   """Per composite: occluded patch, clean small digit, 8x8-pooled composite: ``[n, 64]``."""
-  canvas = composite.upscaled(images[layout["big"]], hdigits.CANVAS)
+  canvas = composite.class_canvas(images, layout, hdigits.CANVAS)
   index = composite.patch_index(layout["offsets"], hdigits.DIGIT)
   clean = images[layout["small"]]
   big_covers = (canvas[index] > 0.5).mean(axis=(1, 2))
   occluded = np.maximum(canvas[index], clean)
   canvas[index] = occluded
-  pooled = canvas.reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4))
+  pooled = canvas.reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4))   # both digits, 4x4 blocks
   n = len(clean)
   return dict(occluded=occluded.reshape(n, -1), clean=clean.reshape(n, -1),
               pooled=pooled.reshape(n, -1), big_covers=big_covers)

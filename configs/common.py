@@ -63,7 +63,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
 
 def image_augment(**overrides) -> ml_collections.ConfigDict:
   """SimCLR-style image augmentation (hmlc_jax.data.augment)."""
-  a = dict(crop_scale=(0.2, 1.0), flip=True, color_jitter=(0.4, 0.4, 0.4, 0.1),
+  a = dict(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip=True,
+           color_jitter=(0.4, 0.4, 0.4, 0.1),
            jitter_prob=0.8, grayscale_prob=0.2)
   a.update(overrides)
   return ml_collections.ConfigDict(a)

@@ -85,3 +85,14 @@ def test_point_dropout_repeats_the_first_point():
   for cloud in out:
     repeats = np.isclose(cloud, cloud[:1], atol=1e-6).all(axis=1).sum()
     assert 1 <= repeats < 256 * 0.9
+
+
+def test_crop_ratio_one_with_full_area_keeps_the_image():
+  """``crop_ratio=(1, 1)`` with area 1 is the identity (hdigits keeps its border
+  digit that way); the default aspect range crops even at area 1."""
+  image = jax.random.uniform(jax.random.key(0), (12, 12, 1))
+  keys = jax.random.split(jax.random.key(1), 8)
+  same = jax.vmap(lambda k: augment.crop_and_flip(k, image, (1.0, 1.0), False, (1.0, 1.0)))(keys)
+  np.testing.assert_allclose(same, jnp.broadcast_to(image, same.shape), atol=1e-6)
+  cropped = jax.vmap(lambda k: augment.crop_and_flip(k, image, (1.0, 1.0), False))(keys)
+  assert float(jnp.max(jnp.abs(cropped - image))) > 0.1

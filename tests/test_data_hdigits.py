@@ -87,6 +87,37 @@ def test_layout_offsets_locate_the_pasted_digit():
   np.testing.assert_array_equal(composite.labels_of(layout)[:, 0], layout["small"])
 
 
+def test_surrounding_spots_against_brute_force():
+  spots = composite.surrounding_spots(32, 8, 16, 1)
+  box = np.zeros((32, 32), bool)
+  box[9:23, 9:23] = True                   # the class digit's 16x16 square less a 1-pixel rim
+  want = {(r, c) for r in range(25) for c in range(25) if not box[r:r + 8, c:c + 8].any()}
+  assert {tuple(s) for s in spots} == want and len(spots) == len(want) == 625 - 21 ** 2
+  with pytest.raises(ValueError, match="no 8x8 spot"):
+    composite.surrounding_spots(16, 8, 16, 0)
+
+
+def test_hdigits_small_digit_sits_around_the_central_class_digit():
+  """The default build: class digit 16x16 in the centre, nothing outside it;
+  the small digit's patch misses the centre less the rim, and its ink is all
+  there (the patch equals the small digit wherever the class digit is blank)."""
+  images, targets = hdigits.source_images()
+  train, _ = hdigits.layouts(small(), targets)
+  assert train["big_side"] == hdigits.BIG == 16
+  clean = composite.class_canvas(images, train, 32)
+  assert not clean[:, :8].any() and not clean[:, 24:].any()
+  assert not clean[:, :, :8].any() and not clean[:, :, 24:].any()
+  r, c = train["offsets"][:, 0], train["offsets"][:, 1]
+  misses = lambda a: (a + 8 <= 9) | (a >= 23)
+  assert np.all(misses(r) | misses(c))
+  x = composite.render(images, train, 32)[..., 0].astype(float) / 255
+  index = composite.patch_index(train["offsets"], 8)
+  np.testing.assert_allclose(x[index], np.maximum(
+      clean[index], images[train["small"]]), atol=0.5 / 255 + 1e-9)
+  ink = images[train["small"]] > 0.5
+  assert ((clean[index] > 0.5) & ink).sum() < 0.01 * ink.sum()   # < 1% under the class digit
+
+
 def test_level_order_swaps_the_digits_roles():
   a = hdigits.load(small())
   b = hdigits.load(small(level_order="class_first"))

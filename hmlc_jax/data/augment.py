@@ -5,7 +5,8 @@ position of the example in the batch, view)``, so a batch's augmentation does
 not depend on how the batch is split across devices or on whether the run
 was resumed.
 
-Images: random resized crop (area ``crop_scale``, aspect 3/4..4/3) and
+Images: random resized crop (area ``crop_scale``, aspect ``crop_ratio``,
+default 3/4..4/3) and
 horizontal flip, done together as two bilinear resampling matrices per
 example (matmuls, no gathers: fast on TPU/GPU and CPU); colour jitter
 (brightness, contrast, saturation, hue) with probability ``jitter_prob``; grey
@@ -45,12 +46,15 @@ def resample_matrix(start, length, size_in: int, size_out: int, flip) -> jnp.nda
   return jnp.maximum(0.0, 1.0 - jnp.abs(src[:, None] - jnp.arange(size_in)[None, :]))
 
 
-def crop_and_flip(key, image: jnp.ndarray, scale: Tuple[float, float], flip: bool):
-  """Random resized crop of float ``[H, W, C]`` back to ``[H, W, C]``."""
+def crop_and_flip(key, image: jnp.ndarray, scale: Tuple[float, float], flip: bool,
+                  ratio_range: Tuple[float, float] = (3 / 4, 4 / 3)):
+  """Random resized crop of float ``[H, W, C]`` back to ``[H, W, C]``: area a
+  fraction in ``scale``, aspect ratio (width / height) log-uniform in ``ratio_range``."""
   h, w = image.shape[:2]
   k_area, k_ratio, k_y, k_x, k_flip = jax.random.split(key, 5)
   area = jax.random.uniform(k_area, minval=scale[0], maxval=scale[1])
-  log_ratio = jax.random.uniform(k_ratio, minval=jnp.log(3 / 4), maxval=jnp.log(4 / 3))
+  log_ratio = jax.random.uniform(k_ratio, minval=jnp.log(ratio_range[0]),
+                                 maxval=jnp.log(ratio_range[1]))
   ratio = jnp.exp(log_ratio)
   crop_h = jnp.minimum(1.0, jnp.sqrt(area / ratio)) * h
   crop_w = jnp.minimum(1.0, jnp.sqrt(area * ratio)) * w
@@ -99,7 +103,8 @@ def augment_image(key, image: jnp.ndarray, config: ml_collections.ConfigDict) ->
   """uint8 ``[H, W, C]`` -> one normalised float32 view ``[H, W, C]``."""
   k_crop, k_jitter, k_apply, k_gray = jax.random.split(key, 4)
   x = image.astype(jnp.float32) / 255.0
-  x = crop_and_flip(k_crop, x, tuple(config.crop_scale), config.flip)
+  x = crop_and_flip(k_crop, x, tuple(config.crop_scale), config.flip,
+                    tuple(config.get("crop_ratio", (3 / 4, 4 / 3))))
   jittered = color_jitter(k_jitter, x, tuple(config.color_jitter))
   x = jnp.where(jax.random.bernoulli(k_apply, config.jitter_prob), jittered, x)
   x = jnp.where(jax.random.bernoulli(k_gray, config.grayscale_prob), grayscale(x), x)

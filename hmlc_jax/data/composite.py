@@ -2,12 +2,17 @@
 
 A composite shows two handwritten digits on one square canvas:
 
-* the *class* digit, upscaled (bilinear) to fill the whole canvas;
-* the *category* digit, at native size at a uniformly random spot;
+* the *class* digit, upscaled (bilinear) to a central ``big x big`` square
+  (``big`` = the canvas: the whole canvas);
+* the *category* digit, at native size at a uniformly random spot; with a
+  ``keep_out`` inset, only spots whose patch misses the class digit's square
+  shrunk by that many pixels on each side (the small digit sits *around* the
+  large one, as in the method paper's Figure 3, and keeps its ink);
 * merged by a pixel-wise maximum.
 
-`hdigits` builds them from scikit-learn's 8x8 digits (canvas 32), `hmnist`
-from MNIST's 28x28 digits. Composites are balanced over the 100 (category,
+`hdigits` builds them from scikit-learn's 8x8 digits (canvas 32, class digit
+16x16 in the centre, the small digit around it), `hmnist` from MNIST's 28x28
+digits (the class digit fills the canvas). Composites are balanced over the 100 (category,
 class) pairs. Labels are ``[coarse digit, 10 * coarse + fine]``, so they form
 a tree (a digit alone would sit under all ten coarse digits); ``level_order``
 picks which digit is coarse. The two digits are independent, so either order
@@ -71,19 +76,61 @@ def pick_sources(sources: list, digits: np.ndarray, rng) -> np.ndarray:
   return np.concatenate(sources)[starts[digits] + within]
 
 
-def sample_layout(sources: list, size: int, rng, canvas: int, digit: int) -> dict:
+def sample_layout(sources: list, size: int, rng, canvas: int, digit: int,
+                  big: int | None = None, keep_out: int | None = None) -> dict:
   """Random composition of ``size`` composites, balanced over the 100 pairs.
+
+  Args:
+    sources: 10 index arrays of source images, one per digit.
+    size: number of composites.
+    rng: numpy Generator.
+    canvas: side of the square canvas.
+    digit: side of the pasted (category) digit.
+    big: side of the central class digit; None: the whole canvas.
+    keep_out: None: the small digit may go anywhere; an int: only where its
+      patch misses the class digit's square shrunk by this many pixels.
 
   Returns a dict of int arrays ``[size]``: ``category`` and ``klass`` (the
   two digits), ``big`` and ``small`` (source indices of the class and
-  category digit images), and ``offsets`` ``[size, 2]`` (top-left row and
-  column of the pasted ``digit x digit`` image on the ``canvas`` square).
+  category digit images), ``offsets`` ``[size, 2]`` (top-left row and column
+  of the pasted ``digit x digit`` image on the ``canvas`` square), and the
+  int ``big_side``.
   """
+  big = canvas if big is None else big
   pairs = rng.permutation(np.arange(size) % 100)
   category, klass = pairs // 10, pairs % 10
-  big, small = pick_sources(sources, klass, rng), pick_sources(sources, category, rng)
-  offsets = rng.integers(0, canvas - digit + 1, size=(size, 2))
-  return dict(category=category, klass=klass, big=big, small=small, offsets=offsets)
+  big_idx, small = pick_sources(sources, klass, rng), pick_sources(sources, category, rng)
+  if keep_out is None:
+    offsets = rng.integers(0, canvas - digit + 1, size=(size, 2))
+  else:
+    spots = surrounding_spots(canvas, digit, big, keep_out)
+    offsets = spots[rng.integers(0, len(spots), size=size)]
+  return dict(category=category, klass=klass, big=big_idx, small=small, offsets=offsets,
+              big_side=big)
+
+
+def surrounding_spots(canvas: int, digit: int, big: int, inset: int) -> np.ndarray:
+  """int ``[S, 2]``: every top-left corner of a ``digit x digit`` patch inside
+  the canvas that misses the central ``big x big`` square shrunk by ``inset``."""
+  low = (canvas - big) // 2 + inset
+  high = (canvas - big) // 2 + big - inset
+  corners = np.arange(canvas - digit + 1)
+  clear = (corners + digit <= low) | (corners >= high)     # this row (column) range misses
+  rows, cols = np.meshgrid(corners, corners, indexing="ij")
+  spots = clear[rows] | clear[cols]
+  if not spots.any():
+    raise ValueError(f"no {digit}x{digit} spot on a {canvas} canvas misses a {big} square")
+  return np.stack([rows[spots], cols[spots]], axis=1)
+
+
+def class_canvas(images: np.ndarray, layout: dict, canvas: int) -> np.ndarray:
+  """float ``[size, canvas, canvas]``: each composite's class digit alone,
+  upscaled to ``layout["big_side"]`` and centred."""
+  side = int(layout.get("big_side", canvas))
+  start = (canvas - side) // 2
+  pixels = np.zeros((len(layout["big"]), canvas, canvas))
+  pixels[:, start:start + side, start:start + side] = upscaled(images[layout["big"]], side)
+  return pixels
 
 
 def upscaled(images: np.ndarray, canvas: int) -> np.ndarray:
@@ -104,7 +151,7 @@ def render(images: np.ndarray, layout: dict, canvas: int) -> np.ndarray:
 
   Returns uint8 ``[size, canvas, canvas, 1]``.
   """
-  pixels = upscaled(images[layout["big"]], canvas)
+  pixels = class_canvas(images, layout, canvas)
   index = patch_index(layout["offsets"], images.shape[-1])
   pixels[index] = np.maximum(pixels[index], images[layout["small"]])
   return np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8)[..., None]

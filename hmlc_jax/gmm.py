@@ -28,6 +28,7 @@ _TINY_SCALE2 = 1e-20
 FIT_OVER = ("sample", "batch")
 ORDERS = ("descending", "ascending")
 MASK_GRADS = ("hard", "straight_through", "soft")
+KINDS = ("em", "dp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,20 @@ class GMMConfig:
       ``hard_assignment``: the mixture still decides the group sizes above the
       floor and which dimensions go where; the floor only moves the cut
       between neighbouring components in the component order.
+    kind: ``"em"`` (a ``K = H`` mixture by EM, ``fit_gmm``) or ``"dp"`` (a
+      Dirichlet-process mixture of at most ``max_components``,
+      ``fit_dp_gmm``, that infers how many groups the features form). With
+      ``"dp"`` the components, in the mask order, serve the levels in turn,
+      inactive ones (expected weight below ``ACTIVE_WEIGHT``) going with the
+      level of the active component before them: with more active
+      components than levels the surplus joins the last (finest) level, with
+      fewer the last levels start empty and ``min_share`` gives them their
+      floor of dimensions.
+    max_components: the DP mixture's truncation (``kind="dp"``).
+    dp_num_iters: its variational updates (``kind="dp"``).
+    dp_var_prior: its precision prior's variance scale relative to the data's
+      (``fit_dp_gmm``'s ``var_prior``; scikit-learn's 1 hides tight groups of
+      a few dozen dimensions).
   """
   num_iters: int = 10
   var_floor: float = 1e-6
@@ -63,8 +78,16 @@ class GMMConfig:
   order: str = "descending"
   mask_grad: str = "hard"
   min_share: float = 0.25
+  kind: str = "em"
+  max_components: int = 8
+  dp_num_iters: int = 100
+  dp_var_prior: float = 0.1
 
   def __post_init__(self):
+    _check_choice("gmm.kind", self.kind, KINDS)
+    if self.max_components < 1 or self.dp_num_iters < 0 or not self.dp_var_prior > 0:
+      raise ValueError("gmm.max_components must be >= 1, gmm.dp_num_iters >= 0 and "
+                       "gmm.dp_var_prior > 0")
     _check_choice("gmm.init", self.init, tuple(_INITS))
     _check_choice("gmm.fit_over", self.fit_over, FIT_OVER)
     _check_choice("gmm.order", self.order, ORDERS)
@@ -127,16 +150,9 @@ def fit_gmm(x: jnp.ndarray, num_components: int, *, num_iters: int = 10,
     ``GMMFit`` in the units of ``x`` (float32, or float64 for float64 input).
   """
   x = _at_least_float32(x)
-  if num_components < 1 or num_components > x.shape[-1]:
-    raise ValueError(
-        f"num_components must be in [1, {x.shape[-1]}] for rows of {x.shape[-1]} values, "
-        f"got {num_components}")
-  centre = jnp.mean(x, axis=-1, keepdims=True)
-  scale2 = (jnp.mean(jnp.square(x - centre), axis=-1, keepdims=True)
-            + _SECOND_MOMENT_SHARE * jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-            + _TINY_SCALE2)
+  _check_components("num_components", num_components, x.shape[-1])
+  centre, scale2, u = _standardize(x)
   scale = jnp.sqrt(scale2)
-  u = (x - centre) / scale
   prior = _Prior(count=count_floor, var_floor=var_floor)
 
   _check_choice("init", init, tuple(_INITS))
@@ -154,6 +170,114 @@ def fit_gmm(x: jnp.ndarray, num_components: int, *, num_iters: int = 10,
                 log_likelihood=log_likelihood - 0.5 * jnp.log(scale2[..., 0]))
 
 
+class DPGMMFit(NamedTuple):
+  """A fitted Dirichlet-process mixture: ``GMMFit``'s fields plus the count.
+
+  Attributes:
+    weights: ``[..., K]`` expected mixing weights (sum to one).
+    means: ``[..., K]`` posterior means of the component means.
+    variances: ``[..., K]`` inverse of the expected precisions.
+    responsibilities: ``[..., N, K]``.
+    log_likelihood: ``[...]`` mean per point of the variational log-density
+      (``log sum_k exp(E[log pi_k] + E[log N(x | mu_k, lambda_k)])``, what
+      scikit-learn's ``BayesianGaussianMixture.score`` gives).
+    num_active: ``[...]`` int32, components whose expected weight is at
+      least the ``active_weight`` threshold: the inferred number of groups.
+  """
+  weights: jnp.ndarray
+  means: jnp.ndarray
+  variances: jnp.ndarray
+  responsibilities: jnp.ndarray
+  log_likelihood: jnp.ndarray
+  num_active: jnp.ndarray
+
+
+ACTIVE_WEIGHT = 0.03
+
+
+def fit_dp_gmm(x: jnp.ndarray, max_components: int, *, num_iters: int = 100,
+               weight_concentration: float | None = None, mean_precision: float = 1.0,
+               degrees_of_freedom: float = 1.0, var_prior: float = 1.0,
+               reg_var: float = 1e-6,
+               active_weight: float = ACTIVE_WEIGHT) -> DPGMMFit:
+  """Variational 1-D Gaussian mixture under a truncated stick-breaking
+  Dirichlet-process prior, over the last axis of ``x`` (Blei & Jordan 2006).
+
+  The priors are scikit-learn's ``BayesianGaussianMixture`` defaults with
+  ``weight_concentration_prior_type="dirichlet_process"``: stick proportions
+  ``v_k ~ Beta(1, gamma)`` (``gamma = weight_concentration``, default
+  ``1 / max_components``), and per component a Normal-Gamma prior centred on
+  the row's mean with the row's variance as the precision prior's scale,
+  ``mean_precision`` pseudo-observations for the mean and
+  ``degrees_of_freedom`` for the precision (``var_prior`` scales the
+  latter's variance). The closed-form coordinate
+  updates (variational posteriors from the responsibilities, then
+  responsibilities from expected log weights and log densities) run
+  ``num_iters`` times in a ``lax.fori_loop`` (reverse-differentiable; the
+  count is static).
+
+  Coordinate ascent keeps a component it has split in two, so the fit starts
+  from ``max_components`` deterministic initialisations at once, start ``s``
+  cutting ``[min, max]`` of the row into ``s`` equal-width bins (the other
+  components start empty), and keeps per row the start with the highest
+  variational lower bound (scikit-learn's, up to constants; the choice is not
+  differentiated). Rows are standardised first, as in ``fit_gmm``, so
+  degenerate rows (constant, all zero, two-valued, scaled by 1e-6 or 1e6)
+  stay finite in value and gradient. ``num_active`` counts the components
+  whose expected weight is at least ``active_weight``.
+
+  Args:
+    x: float ``[..., N]``; each row along the last axis is one data set.
+    max_components: truncation ``K >= 1``, at most ``N``.
+    num_iters: variational updates after the initial one (static).
+    weight_concentration: ``gamma > 0``; smaller favours fewer components.
+    mean_precision: ``beta_0 > 0``.
+    degrees_of_freedom: ``nu_0 > 0`` (scikit-learn's default: the number of
+      features, 1).
+    var_prior: the precision prior's variance scale relative to the row's
+      variance (scikit-learn's ``covariance_prior`` default: 1, the row's
+      variance). It adds about ``var_prior / n_k`` of the row's variance to a
+      component of ``n_k`` points, which on a few dozen points hides tight
+      groups; G-HMLC uses 0.1 (``GMMConfig.dp_var_prior``).
+    reg_var: added to every component's variance, relative to the row's.
+    active_weight: threshold of ``num_active``.
+
+  Returns:
+    ``DPGMMFit`` in the units of ``x``.
+  """
+  x = _at_least_float32(x)
+  k = max_components
+  _check_components("max_components", k, x.shape[-1])
+  gamma = 1.0 / k if weight_concentration is None else weight_concentration
+  for name, value in (("weight_concentration", gamma), ("mean_precision", mean_precision),
+                      ("degrees_of_freedom", degrees_of_freedom), ("var_prior", var_prior)):
+    if not value > 0:
+      raise ValueError(f"{name} must be positive, got {value}")
+  centre, scale2, u = _standardize(x)
+  prior = _DPPrior(gamma, mean_precision, degrees_of_freedom, var_prior, reg_var)
+  frozen = jax.lax.stop_gradient(u)
+  starts = jnp.stack([jnp.stack(_range_split(frozen, s) + [jnp.zeros_like(u)] * (k - s), -1)
+                      for s in range(1, k + 1)])                          # [S, ..., N, K]
+  body = lambda _, resp: _dp_expect(u, _dp_update(u, resp, prior))[0]
+  resp = jax.lax.fori_loop(0, num_iters + 1, body, starts + 0 * u[..., None])
+  params = _dp_update(u, resp, prior)
+  best = jnp.argmax(jax.lax.stop_gradient(_dp_lower_bound(resp, params)), axis=0)
+  pick = lambda t: jnp.sum(jnp.moveaxis(jax.nn.one_hot(best, k, dtype=u.dtype), -1, 0)
+                           .reshape((k,) + best.shape + (1,) * (t.ndim - 1 - best.ndim)) * t,
+                           axis=0)
+  params = jax.tree.map(pick, params)
+  resp, log_likelihood = _dp_expect(u, params)
+  a, b, _, means, _, variances = params
+  stick = a / (a + b)
+  left = jnp.cumprod(1.0 - stick, axis=-1)
+  weights = stick * jnp.concatenate([jnp.ones_like(left[..., :1]), left[..., :-1]], axis=-1)
+  weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+  return DPGMMFit(weights=weights, means=centre + jnp.sqrt(scale2) * means,
+                  variances=scale2 * variances, responsibilities=resp,
+                  log_likelihood=log_likelihood - 0.5 * jnp.log(scale2[..., 0]),
+                  num_active=jnp.sum(weights >= active_weight, axis=-1).astype(jnp.int32))
+
+
 def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None,
                 *, axis_name=None):
   """Per-level feature masks for G-HMLC from mixtures fitted to ``z``.
@@ -167,7 +291,8 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
   Returns:
     ``(masks, fit)``: masks ``[..., H, D]`` (float32 or float64) (level ``h`` is the
     component with the ``h``-th largest mean, or smallest with
-    ``order="ascending"``), and the ``GMMFit`` with components in that order.
+    ``order="ascending"``; ``kind="dp"``: see ``GMMConfig``), and the
+    ``GMMFit`` (``DPGMMFit`` for ``kind="dp"``) with components in that order.
     In batch mode the masks are ``[H, D]`` broadcast to ``[..., H, D]``.
   """
   config = config or GMMConfig()
@@ -178,13 +303,24 @@ def level_masks(z: jnp.ndarray, num_levels: int, config: GMMConfig | None = None
     if axis_name is not None:   # the global batch, summed in the single-device order
       rows = jax.lax.all_gather(rows, axis_name, axis=0, tiled=True)
     data = jnp.mean(jnp.abs(rows), axis=0)
-  fit = fit_gmm(data, num_levels, num_iters=config.num_iters, var_floor=config.var_floor,
-                count_floor=config.count_floor, init=config.init)
-  fit = _order_by_mean(fit, descending=config.order == "descending")
-  soft = jnp.swapaxes(fit.responsibilities, -1, -2)                       # [..., H, D]
+  descending = config.order == "descending"
+  if config.kind == "dp":
+    dp = fit_dp_gmm(data, min(config.max_components, data.shape[-1]),
+                    num_iters=config.dp_num_iters, var_prior=config.dp_var_prior)
+    ordered = _order_by_mean(GMMFit(*dp[:5]), descending=descending)
+    active = (ordered.weights >= ACTIVE_WEIGHT).astype(jnp.int32)
+    level_of = jnp.clip(jnp.cumsum(active, axis=-1) - 1, 0, num_levels - 1)   # [..., K]
+    to_level = jax.nn.one_hot(level_of, num_levels, dtype=ordered.means.dtype)
+    level_resp = jnp.einsum("...nk,...kh->...nh", ordered.responsibilities, to_level)
+    fit = DPGMMFit(*ordered, num_active=dp.num_active)
+  else:
+    fit = fit_gmm(data, num_levels, num_iters=config.num_iters, var_floor=config.var_floor,
+                  count_floor=config.count_floor, init=config.init)
+    fit = _order_by_mean(fit, descending=descending)
+    level_resp = fit.responsibilities
+  soft = jnp.swapaxes(level_resp, -1, -2)                                  # [..., H, D]
   min_dims = min(int(math.floor(config.min_share * z.shape[-1])), z.shape[-1] // num_levels)
-  level = hard_assignment(data, fit.responsibilities, min_dims,
-                          descending=config.order == "descending")
+  level = hard_assignment(data, level_resp, min_dims, descending=descending)
   hard = jax.nn.one_hot(level, num_levels, axis=-2, dtype=soft.dtype)
   if config.mask_grad == "hard":
     masks = jax.lax.stop_gradient(hard)
@@ -240,6 +376,73 @@ def hard_assignment(x: jnp.ndarray, responsibilities: jnp.ndarray, min_dims: int
     previous = cut
   level = sum((rank >= cut[..., None]).astype(jnp.int32) for cut in cuts)
   return level if cuts else argmax
+
+
+def _standardize(x):
+  """``(centre, scale2, u)``: each row's mean, squared scale (its variance plus a
+  small share of its second moment) and the standardised values."""
+  centre = jnp.mean(x, axis=-1, keepdims=True)
+  scale2 = (jnp.mean(jnp.square(x - centre), axis=-1, keepdims=True)
+            + _SECOND_MOMENT_SHARE * jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+            + _TINY_SCALE2)
+  return centre, scale2, (x - centre) / jnp.sqrt(scale2)
+
+
+def _check_components(name, k, n):
+  if k < 1 or k > n:
+    raise ValueError(f"{name} must be in [1, {n}] for rows of {n} values, got {k}")
+
+
+class _DPPrior(NamedTuple):
+  """Priors of the DP mixture in standardised units (row mean 0, variance ~1)."""
+  gamma: float          # stick-breaking concentration
+  beta: float           # pseudo-observations of each mean, at 0
+  dof: float            # pseudo-observations of each precision
+  var: float            # the precision prior's variance scale
+  reg_var: float
+
+
+def _dp_update(u, resp, prior):
+  """Variational posteriors from responsibilities ``[..., N, K]``, each
+  ``[..., K]``: stick Beta ``(a, b)``, mean precision ``beta``, mean ``m``,
+  ``dof`` and ``var``, the inverse of the expected precision."""
+  counts = jnp.sum(resp, axis=-2) + 10 * jnp.finfo(u.dtype).eps
+  later = jnp.sum(counts, axis=-1, keepdims=True) - jnp.cumsum(counts, axis=-1)
+  mean_u = jnp.einsum("...nk,...n->...k", resp, u) / counts
+  spread = (jnp.einsum("...nk,...nk->...k", resp, jnp.square(u[..., None] - mean_u[..., None, :]))
+            / counts + prior.reg_var)
+  beta = prior.beta + counts
+  dof = prior.dof + counts
+  var = (prior.var + counts * spread + counts * prior.beta / beta * jnp.square(mean_u)) / dof
+  return 1.0 + counts, prior.gamma + later, beta, counts * mean_u / beta, dof, var
+
+
+def _dp_expect(u, params):
+  """Responsibilities ``[..., N, K]`` and mean log-density ``[...]``."""
+  a, b, beta, means, dof, var = params
+  digamma = jax.scipy.special.digamma
+  total = digamma(a + b)
+  rest = digamma(b) - total
+  log_pi = digamma(a) - total + jnp.cumsum(rest, axis=-1) - rest      # E[log pi_k]
+  expand = lambda t: t[..., None, :]
+  log_joint = expand(log_pi) - 0.5 * (
+      math.log(2 * math.pi) + expand(jnp.log(var)) + jnp.square(u[..., None] - expand(means))
+      / expand(var) + expand(jnp.log(dof) - math.log(2.0) - digamma(0.5 * dof) + 1.0 / beta))
+  log_norm = jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
+  return jnp.exp(log_joint - log_norm), jnp.mean(log_norm[..., 0], axis=-1)
+
+
+def _dp_lower_bound(resp, params):
+  """scikit-learn's variational lower bound of the DP mixture, up to constants,
+  after the update from ``resp``: ``[...]``."""
+  a, b, beta, _, dof, var = params
+  entropy = -jnp.sum(resp * jnp.log(jnp.maximum(resp, 1e-30)), axis=(-2, -1))
+  log_det_chol = -0.5 * (jnp.log(var) + jnp.log(dof))
+  log_wishart = -(dof * log_det_chol + 0.5 * dof * math.log(2.0)
+                  + jax.scipy.special.gammaln(0.5 * dof))
+  log_beta = (jax.scipy.special.gammaln(a) + jax.scipy.special.gammaln(b)
+              - jax.scipy.special.gammaln(a + b))
+  return entropy + jnp.sum(-log_wishart + log_beta - 0.5 * jnp.log(beta), axis=-1)
 
 
 class _Prior(NamedTuple):
@@ -314,6 +517,11 @@ def _e_step(x, params):
   """Responsibilities (list of ``[..., N]``) and mean log-likelihood ``[...]``."""
   log_joint = [jnp.log(w) - 0.5 * (jnp.log(2 * math.pi * v) + jnp.square(x - m) / v)
                for w, m, v in zip(*params)]
+  return _normalise(log_joint)
+
+
+def _normalise(log_joint):
+  """Responsibilities and mean log-normaliser of a list of ``[..., N]`` log joints."""
   peak = jax.lax.stop_gradient(log_joint[0])
   for lj in log_joint[1:]:
     peak = jnp.maximum(peak, jax.lax.stop_gradient(lj))

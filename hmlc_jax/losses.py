@@ -194,7 +194,8 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
     scalar (float32) loss, or ``(loss, aux)`` with ``aux`` holding
     ``level_losses [H]`` (coarsest first, before weighting),
     ``level_dims [H]`` (mean number of dimensions per level and row) and
-    ``gmm_log_likelihood`` (mean per entry).
+    ``gmm_log_likelihood`` (mean per entry); with ``gmm.kind="dp"`` also
+    ``gmm_components`` (active components, mean over fits).
   """
   z = _check_features(embeddings, "embeddings")
   labels = _check_labels(labels, z.shape[0], ndim=2)
@@ -205,6 +206,9 @@ def ghmlc_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, *,
       level_weights=level_weights, full_weight=full_weight, instance_weight=instance_weight,
       enforce_hierarchy=enforce_hierarchy, axis_name=axis_name, block_rows=block_rows)
   aux["gmm_log_likelihood"] = _mean_over_devices(jnp.mean(fit.log_likelihood), axis_name)
+  if isinstance(fit, gmm_lib.DPGMMFit):     # the inferred number of feature groups
+    aux["gmm_components"] = _mean_over_devices(
+        jnp.mean(fit.num_active.astype(jnp.float32)), axis_name)
   return (loss, aux) if return_aux else loss
 
 

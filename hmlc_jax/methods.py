@@ -79,6 +79,7 @@ def flatten_aux(aux: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
   for name, key in (("level_loss", "level_losses"), ("level_dims", "level_dims")):
     for h in range(aux[key].shape[0]):
       metrics[f"{name}/{h}"] = aux[key][h]
-  if "gmm_log_likelihood" in aux:
-    metrics["gmm_log_likelihood"] = aux["gmm_log_likelihood"]
+  for name in ("gmm_log_likelihood", "gmm_components"):
+    if name in aux:
+      metrics[name] = aux[name]
   return metrics

@@ -4,6 +4,7 @@
     python main.py --config=configs/cifar100_ghmlc.py:smoke --workdir=/tmp/smoke
     python main.py --config=configs/hdigits_ghmlc.py --mode=eval --workdir=runs/x
     python main.py --config=configs/hdigits_ghmlc.py --mode=tsne --workdir=runs/x
+    python main.py --config=configs/hdigits_ghmlc.py --mode=levels --workdir=runs/x
     python main.py --config=configs/demo.py --mode=demo
 
 `--config` takes a config file (optionally `file.py:variant`, e.g. `:smoke`);
@@ -26,10 +27,13 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None,
                     "Directory for checkpoints/, tensorboard/, config.json and results.json; "
                     "default runs/<config file name>. A rerun resumes from its newest checkpoint.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "tsne", "demo"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "tsne", "levels", "demo"],
                   "train: train (or resume), evaluate, write results.json; "
                   "eval: evaluate the newest checkpoint in --workdir again; "
                   "tsne: draw --workdir/tsne.png, t-SNE of test embeddings per level; "
+                  "levels: how many feature groups the test embeddings carry (a "
+                  "Dirichlet-process mixture) beside the label tree's depth, "
+                  "--workdir/levels.json; "
                   "demo: evaluate every loss on a random batch (configs/demo.py).")
 flags.DEFINE_bool("overwrite", False,
                   "Clear --workdir's checkpoints and results first. Without it, a workdir "
@@ -89,7 +93,7 @@ def main(argv):
   config = load_config()
   is_demo_config = "num_levels" in config and "method" not in config
   if is_demo_config != (FLAGS.mode == "demo"):
-    fail("--mode=demo takes configs/demo.py; --mode=train|eval|tsne take a training config "
+    fail("--mode=demo takes configs/demo.py; --mode=train|eval|tsne|levels take a training config "
          "such as configs/hdigits_ghmlc.py")
   if FLAGS.mode == "demo":
     from hmlc_jax import demo   # after flag parsing: importing jax is slow
@@ -110,9 +114,18 @@ def main(argv):
       results = train.train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "eval":
       results = train.evaluate_workdir(config, workdir)
-    else:
+    elif FLAGS.mode == "tsne":
       from hmlc_jax import analysis
       print(f"wrote {analysis.tsne_workdir(workdir)}")
+      return
+    else:
+      from hmlc_jax import analysis
+      report = analysis.levels_workdir(workdir)
+      sizes = ", ".join(f"{c['dims']} dims at mean |z| {c['mean']:.3f}"
+                        for c in report["components"])
+      print(f"{report['groups']} feature groups ({sizes}) in the test embeddings of "
+            f"{report['method']}; the label tree has {report['label_depth']} levels "
+            f"({', '.join(report['level_names'])}); wrote {workdir}/levels.json")
       return
   except UserInputError as e:
     fail(str(e))

@@ -9,6 +9,7 @@ coloured by that level's label.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -120,3 +121,37 @@ def tsne_workdir(workdir: str, max_points: int = 2000, seed: int = 0) -> str:
   found = sample_test_embeddings(workdir, max_points, seed)
   panel = (found["method"], tsne_points(found["embeddings"], seed), found["labels"])
   return tsne_figure([panel], found["level_names"], os.path.join(workdir, "tsne.png"))
+
+
+def feature_groups(embeddings: np.ndarray, max_components: int = 8,
+                   var_prior: float = 0.1) -> Dict:
+  """How many feature groups an embedding ``[N, D]`` carries: a Dirichlet-process
+  mixture (``gmm.fit_dp_gmm``) fitted to each dimension's mean ``|z|``, the
+  statistic G-HMLC's batch-mode masks split (``gmm.level_masks``).
+
+  Returns ``groups`` (active components), and per active component, largest
+  mean first, its ``weight``, ``mean`` and ``dims`` (dimensions it holds).
+  """
+  import jax.numpy as jnp
+  from hmlc_jax import gmm
+  data = np.mean(np.abs(np.asarray(embeddings, np.float64)), axis=0)
+  fit = gmm.fit_dp_gmm(jnp.asarray(data, jnp.float32), min(max_components, data.size),
+                       var_prior=var_prior)
+  weights, means = np.asarray(fit.weights), np.asarray(fit.means)
+  held = np.bincount(np.asarray(fit.responsibilities).argmax(-1), minlength=weights.size)
+  active = [k for k in np.argsort(-means) if weights[k] >= gmm.ACTIVE_WEIGHT]
+  return {"groups": int(fit.num_active),
+          "components": [dict(weight=float(weights[k]), mean=float(means[k]),
+                              dims=int(held[k])) for k in active]}
+
+
+def levels_workdir(workdir: str, max_points: int = 5000, seed: int = 0) -> Dict:
+  """``feature_groups`` of a trained run's test embeddings beside its label
+  tree's depth; written to ``workdir/levels.json``."""
+  found = sample_test_embeddings(workdir, max_points, seed)
+  report = dict(feature_groups(found["embeddings"]), method=found["method"],
+                label_depth=len(found["level_names"]), level_names=found["level_names"],
+                points=len(found["embeddings"]))
+  with open(os.path.join(workdir, "levels.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  return report

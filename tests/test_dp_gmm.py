@@ -174,3 +174,11 @@ def test_ghmlc_loss_logs_the_component_count_with_dp():
   assert np.isfinite(float(loss)) and float(aux["gmm_components"]) == 3.0
   _, em_aux = losses.ghmlc_loss(z, labels, gmm=GMMConfig(), return_aux=True)
   assert "gmm_components" not in em_aux
+
+
+def test_feature_groups_finds_the_planted_groups():
+  from hmlc_jax import analysis
+  z = _grouped_embedding(np.random.default_rng(3), (40, 40, 48), (3.0, 2.0, 1.0), batch=64)
+  report = analysis.feature_groups(np.asarray(z))
+  assert report["groups"] == 3
+  assert [c["dims"] for c in report["components"]] == [40, 40, 48]

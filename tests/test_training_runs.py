@@ -112,3 +112,12 @@ def test_tsne_mode_draws_one_panel_per_level(reference):
   assert f"wrote {workdir}/tsne.png" in run.stdout
   with Image.open(os.path.join(workdir, "tsne.png")) as image:
     assert image.size == (352, 704)            # 1 method column x 2 level rows, 3.2 in at 110 dpi
+
+
+def test_levels_diagnostic_reports_groups_beside_the_tree(reference):
+  from hmlc_jax import analysis
+  workdir = str(reference[0])
+  report = analysis.levels_workdir(workdir, max_points=200)
+  assert report["label_depth"] == 2 and report["level_names"] == ["category", "class"]
+  assert 1 <= report["groups"] == len(report["components"]) <= 8
+  assert json.load(open(os.path.join(workdir, "levels.json")))["groups"] == report["groups"]

@@ -36,6 +36,8 @@ def loss_fns(masks, block_rows=None):
       "hce": lambda x, y: losses.hmlc_loss(x, y, kind="hce", block_rows=b),
       "hmce": lambda x, y: losses.hmlc_loss(x, y, kind="hmce", block_rows=b),
       "ghmlc": lambda x, y: losses.ghmlc_loss(x, y, gmm=GMMConfig(num_iters=10), block_rows=b),
+      "ghmlc (gmm.kind=dp)": lambda x, y: losses.ghmlc_loss(x, y, gmm=GMMConfig(kind="dp"),
+                                                            block_rows=b),
       "ahmlc": lambda x, y: losses.ahmlc_loss(x, masks, y, block_rows=b),
   }
 
@@ -88,7 +90,7 @@ def interleaved_medians_ms(fns, args, repeats, warmup):
   return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
-def run(batch_sizes, levels, views, dim, repeats, warmup):
+def run(batch_sizes, levels, views, dim, repeats, warmup, only=None):
   rows = []
   for batch in batch_sizes:
     for num_levels in levels:
@@ -97,6 +99,8 @@ def run(batch_sizes, levels, views, dim, repeats, warmup):
       fns = {("similarity matmul (floor)", "fwd"): forward,
              ("similarity matmul (floor)", "fwd+grad"): forward_grad}
       for name, fn in loss_fns(masks).items():
+        if only and name not in only and name != "supcon":
+          continue
         fns[(name, "fwd")] = jax.jit(lambda a, fn=fn: fn(a, y))
         fns[(name, "fwd+grad")] = jax.jit(jax.value_and_grad(lambda a, fn=fn: fn(a, y)))
       ms = interleaved_medians_ms(fns, (x,), repeats, warmup)
@@ -140,12 +144,15 @@ def main(argv=None):
   parser.add_argument("--quick", action="store_true",
                       help="about a minute: B=256,1024, 5 repeats, 1 warm-up")
   parser.add_argument("--json", default="bench_losses.json", help="output JSON path")
+  parser.add_argument("--losses", default="",
+                      help="comma-separated loss names to time beside supcon (default: all)")
   args = parser.parse_args(argv)
   if args.quick:
     args.batch_sizes, args.repeats, args.warmup = "256,1024", 7, 1
   batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
   levels = [int(h) for h in args.levels.split(",")]
-  rows = run(batch_sizes, levels, args.views, args.dim, args.repeats, args.warmup)
+  only = set(filter(None, args.losses.split(",")))
+  rows = run(batch_sizes, levels, args.views, args.dim, args.repeats, args.warmup, only)
   add_ratios(rows)
   print_table(rows)
   meta = dict(device=str(jax.devices()[0]), backend=jax.default_backend(),

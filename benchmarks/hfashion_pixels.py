@@ -44,6 +44,29 @@ def fit_score(c, train_x, train_y, test_x, test_y, max_iter) -> float:
   return float(model.score(test_x, test_y))
 
 
+def sklearn_rows(data, train_x, test_x, c_values, val_fraction, max_iter) -> list:
+  """scikit-learn's LogisticRegression per level, ``C`` chosen on a validation split."""
+  order = np.random.default_rng(0).permutation(len(train_x))
+  n_val = int(round(val_fraction * len(order)))
+  val, fit = order[:n_val], order[n_val:]
+  rows = []
+  for h, name in enumerate(data.level_names):
+    y = data.train_y[:, h]
+    if len(c_values) > 1:
+      val_acc = {c: fit_score(c, train_x[fit], y[fit], train_x[val], y[val], max_iter)
+                 for c in c_values}
+    else:                                # one value: nothing to choose
+      val_acc = {c_values[0]: None}
+    best = max(val_acc, key=lambda c: val_acc[c] or 0.0)
+    test = fit_score(best, train_x, y, test_x, data.test_y[:, h], max_iter)
+    rows.append(dict(level=name, classes=data.num_classes[h], C=best,
+                     val_accuracy=val_acc[best], test_accuracy=test))
+    chosen = f"validation {100 * val_acc[best]:.2f}%, " if val_acc[best] is not None else ""
+    print(f"level {h} ({name}, {data.num_classes[h]} classes): C={best} {chosen}"
+          f"test {100 * test:.2f}%", flush=True)
+  return rows
+
+
 def probe_rows(data, train_x, test_x) -> list:
   """``hmlc_jax.evaluate.linear_probe`` per level, with the hfashion eval settings."""
   from configs import common
@@ -73,28 +96,12 @@ def main(argv=None) -> None:
   train_x, test_x = flat(data.train_x), flat(data.test_x)
   mean, std = train_x.mean(0), train_x.std(0) + 1e-8
   train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-  order = np.random.default_rng(0).permutation(len(train_x))
-  n_val = int(round(args.val_fraction * len(order)))
-  val, fit = order[:n_val], order[n_val:]
-  c_values = [float(c) for c in args.c_values.split(",")]
-  rows = []
   start = time.perf_counter()
   if args.classifier == "probe":
     rows = probe_rows(data, train_x.astype(np.float32), test_x.astype(np.float32))
-  for h, name in enumerate(data.level_names if args.classifier == "sklearn" else ()):
-    y = data.train_y[:, h]
-    if len(c_values) > 1:
-      val_acc = {c: fit_score(c, train_x[fit], y[fit], train_x[val], y[val], args.max_iter)
-                 for c in c_values}
-    else:                                # one value: nothing to choose
-      val_acc = {c_values[0]: None}
-    best = max(val_acc, key=lambda c: val_acc[c] or 0.0)
-    test = fit_score(best, train_x, y, test_x, data.test_y[:, h], args.max_iter)
-    rows.append(dict(level=name, classes=data.num_classes[h], C=best,
-                     val_accuracy=val_acc[best], test_accuracy=test))
-    chosen = f"validation {100 * val_acc[best]:.2f}%, " if val_acc[best] is not None else ""
-    print(f"level {h} ({name}, {data.num_classes[h]} classes): C={best} {chosen}"
-          f"test {100 * test:.2f}%", flush=True)
+  else:
+    rows = sklearn_rows(data, train_x, test_x, [float(c) for c in args.c_values.split(",")],
+                        args.val_fraction, args.max_iter)
   print("| level | classes | chosen on validation | test accuracy |")
   print("|---|---|---|---|")
   for r in rows:

@@ -259,12 +259,10 @@ def fit_dp_gmm(x: jnp.ndarray, max_components: int, *, num_iters: int = 100,
   starts = jnp.stack([jnp.stack(_range_split(frozen, s) + [jnp.zeros_like(u)] * (k - s), -1)
                       for s in range(1, k + 1)])                          # [S, ..., N, K]
   body = lambda _, resp: _dp_expect(u, _dp_update(u, resp, prior))[0]
-  resp = jax.lax.fori_loop(0, num_iters + 1, body, starts + 0 * u[..., None])
+  resp = jax.lax.fori_loop(0, num_iters + 1, body, starts)
   params = _dp_update(u, resp, prior)
-  best = jnp.argmax(jax.lax.stop_gradient(_dp_lower_bound(resp, params)), axis=0)
-  pick = lambda t: jnp.sum(jnp.moveaxis(jax.nn.one_hot(best, k, dtype=u.dtype), -1, 0)
-                           .reshape((k,) + best.shape + (1,) * (t.ndim - 1 - best.ndim)) * t,
-                           axis=0)
+  best = jnp.argmax(jax.lax.stop_gradient(_dp_lower_bound(resp, params)), axis=0)  # [...]
+  pick = lambda t: jnp.take_along_axis(t, best[None, ..., None], axis=0)[0]
   params = jax.tree.map(pick, params)
   resp, log_likelihood = _dp_expect(u, params)
   a, b, _, means, _, variances = params

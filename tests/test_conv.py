@@ -104,7 +104,7 @@ def test_space_to_depth_against_a_loop():
         for b in range(2):
           np.testing.assert_array_equal(got[:, i, j, (a * 2 + b) * 3:(a * 2 + b + 1) * 3],
                                         x[:, 2 * i + a, 2 * j + b])
-  with pytest.raises(ValueError, match="space_to_depth=2 needs H and W divisible"):
+  with pytest.raises(ValueError, match="space_to_depth=2 needs image height and width divisible"):
     small_cnn.space_to_depth(jnp.ones((1, 15, 16, 1)), 2)
 
 

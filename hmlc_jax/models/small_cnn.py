@@ -6,6 +6,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hmlc_jax.errors import UserInputError
 from hmlc_jax.models.resnet import batch_norm, check_rank, conv
 
 
@@ -63,6 +64,7 @@ def space_to_depth(x: jnp.ndarray, s: int) -> jnp.ndarray:
   output pixel ``(i, j)`` is channel ``c`` of input pixel ``(s*i + a, s*j + b)``."""
   b, h, w, c = x.shape
   if h % s or w % s:
-    raise ValueError(f"space_to_depth={s} needs H and W divisible by it; got {h}x{w}")
+    raise UserInputError(f"model.space_to_depth={s} needs image height and width divisible "
+                         f"by it; got {h}x{w}")
   x = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b, h // s, w // s, s * s * c)

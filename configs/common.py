@@ -6,14 +6,16 @@ epochs. ``batch_size`` is the global batch (examples; each gives ``num_views``
 rows to the loss) and must divide by the number of devices. ``learning_rate``
 is the peak of the warm-up + cosine schedule.
 """
+import dataclasses
+
 import ml_collections
 
-METHOD_HELP = "simclr | supcon | hmc | hce | hmce | ghmlc | ahmlc"
+from hmlc_jax.gmm import GMMConfig
 
 
 def base_config(method: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.method = method                 # METHOD_HELP
+  c.method = method                 # a key of hmlc_jax.methods.METHODS
   c.seed = 0
   c.batch_size = 512
   c.num_views = 2
@@ -33,14 +35,11 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.instance_weight = 0.0           # G-/A-HMLC: weight of a SimCLR term on the whole embedding
   c.enforce_hierarchy = False
   c.loss_block_rows = 0             # > 0: the N x N similarities in blocks of this many rows
-  c.gmm = ml_collections.ConfigDict(dict(
-      num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
-      fit_over="batch", order="descending", mask_grad="hard", min_share=0.25,
-      kind="em", max_components=8, dp_num_iters=100, dp_var_prior=0.1))   # kind: em | dp (hmlc_jax.gmm)
+  c.gmm = ml_collections.ConfigDict(dataclasses.asdict(GMMConfig()))   # G-HMLC: hmlc_jax.gmm
   c.model = ml_collections.ConfigDict(dict(
       backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
       attention_activation="sigmoid", dtype="float32",
-      convs_per_stage=2, space_to_depth=1))   # the last two: small_cnn only
+      convs_per_stage=2, space_to_depth=1, pool="mean"))   # the last three: small_cnn only
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar100", data_dir="", seed=0, download=True, num_points=1024,
       train_size=0, test_size=0,

@@ -18,7 +18,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.temperature = 0.07
   config.base_temperature = 0.07
   config.layer_penalty = "exp"     # HMC/HCE/HMCE: "exp" or "pow2"
-  config.level_weights = "uniform"  # G-HMLC/A-HMLC: "uniform", "exp", "pow2"
+  config.level_weights = "uniform"  # G-HMLC/A-HMLC: "uniform", "exp", "pow2" or "w0,w1,..."
+  config.full_weight = 0.0         # G-HMLC/A-HMLC extra terms (configs/common.py)
+  config.instance_weight = 0.0
+  config.enforce_hierarchy = False
   config.gmm = ml_collections.ConfigDict(dict(
       num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
       fit_over="sample", order="descending", mask_grad="hard"))

@@ -83,7 +83,11 @@ def apply_overrides(config, overrides: Dict[str, object]):
       node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       raise ValueError(f"variant field {field!r} is not a config field")
-    node[leaf] = value
+    try:
+      node[leaf] = value
+    except TypeError:
+      raise ValueError(f"variant field {field!r} takes a {type(node[leaf]).__name__}, "
+                       f"not {value!r}") from None
   return config
 
 

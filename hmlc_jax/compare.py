@@ -25,6 +25,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
+from hmlc_jax.methods import METHOD_NAMES
 
 SUITES = {"hdigits": True, "hfashion": False, "hmnist": True, "cifar100": False, "modelnet40": False,
           "shapes3d": False}                     # suite -> has swappable digit levels
@@ -42,7 +43,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--seeds", type=int, default=3, help="runs per method, seeds 0..N-1")
   p.add_argument("--out", required=True, help="output directory (runs/, results.*, tsne.png)")
   p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                 help="comma-separated methods (simclr supcon hmc hce hmce ghmlc ahmlc)")
+                 help="comma-separated methods (" + METHOD_NAMES + ")")
   p.add_argument("--swap_methods", default="ghmlc",
                  help="methods also run with the digit levels swapped (digit suites); "
                       "empty for none")

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hmlc_jax import hierarchy, losses
+from hmlc_jax import hierarchy
 from hmlc_jax.gmm import GMMConfig
+from hmlc_jax.methods import METHODS
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -48,22 +49,11 @@ def random_batch(config: ml_collections.ConfigDict):
 
 
 def loss_functions(config: ml_collections.ConfigDict, labels, masks):
-  """name -> f(embeddings) -> scalar, every loss the library has."""
+  """name -> f(embeddings) -> scalar, for every method of `hmlc_jax.methods.METHODS`,
+  computed as training computes it (single device)."""
   temps = dict(temperature=config.temperature, base_temperature=config.base_temperature)
-  unit = lambda z: losses.l2_normalize(z)[0]
-  hmlc = lambda kind: lambda z: losses.hmlc_loss(
-      unit(z), labels, kind=kind, layer_penalty=config.layer_penalty, **temps)
-  return {
-      "simclr": lambda z: losses.supcon_loss(unit(z), **temps),
-      "supcon": lambda z: losses.supcon_loss(unit(z), labels[:, -1], **temps),
-      "hmc": hmlc("hmc"),
-      "hce": hmlc("hce"),
-      "hmce": hmlc("hmce"),
-      "ghmlc": lambda z: losses.ghmlc_loss(
-          z, labels, gmm=GMMConfig(**config.gmm), level_weights=config.level_weights, **temps),
-      "ahmlc": lambda z: losses.ahmlc_loss(
-          z, masks, labels, level_weights=config.level_weights, **temps),
-  }
+  loss = lambda method: lambda z: method.loss(config, z, masks, labels, temps)[0]
+  return {name: loss(method) for name, method in METHODS.items()}
 
 
 def evaluate(config: ml_collections.ConfigDict) -> list[dict]:

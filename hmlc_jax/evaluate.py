@@ -146,33 +146,57 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
           "val_accuracy": float(val_acc[g, e])}
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "k"))
-def knn_predict(train_feats, train_labels, query_feats, *, num_classes: int, k: int,
-                temperature: float):
-  """Weighted kNN on cosine similarity: votes ``exp(sim / T)`` of the ``k`` nearest.
+@functools.partial(jax.jit, static_argnames=("k",))
+def knn_neighbours(train_feats, query_feats, *, k: int):
+  """The ``k`` nearest training rows of each query by cosine similarity.
 
   Args:
-    train_feats: L2-normalised ``[N, R]``; train_labels int ``[N]``.
-    query_feats: L2-normalised ``[M, R]``.
+    train_feats: L2-normalised ``[N, R]``; query_feats: L2-normalised ``[M, R]``.
 
   Returns:
-    int32 predictions ``[M]``.
+    (similarities ``[M, k]``, training-row indices int32 ``[M, k]``), nearest first.
   """
-  sims, idx = jax.lax.top_k(query_feats @ train_feats.T, k)
-  votes = jax.nn.one_hot(train_labels[idx], num_classes) * jnp.exp(sims / temperature)[..., None]
+  return jax.lax.top_k(query_feats @ train_feats.T, k)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def knn_vote(sims, neighbour_labels, *, num_classes: int, temperature: float):
+  """Weighted vote ``exp(sim / T)`` of the neighbours: int32 predictions ``[M]``."""
+  votes = jax.nn.one_hot(neighbour_labels, num_classes) * jnp.exp(sims / temperature)[..., None]
   return jnp.argmax(votes.sum(axis=1), axis=-1)
+
+
+def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
+                   config: ml_collections.ConfigDict) -> list:
+  """Weighted-kNN test accuracy of every level, on cosine similarity of raw
+  representations; the neighbours are found once and vote at each level.
+
+  Args:
+    train_x, test_x: ``[N, R]``, ``[M, R]``; train_y, test_y: int ``[N, H]``, ``[M, H]``.
+    num_classes: ``H`` class counts.
+
+  Returns:
+    ``H`` accuracies (floats).
+  """
+  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  train_u, test_u = jnp.asarray(unit(train_x)), unit(test_x)
+  k = min(config.knn_k, len(train_x))
+  correct = np.zeros(len(num_classes))
+  for s in range(0, len(test_u), 1024):
+    sims, idx = knn_neighbours(train_u, test_u[s:s + 1024], k=k)
+    idx = np.asarray(idx)
+    for h, classes in enumerate(num_classes):
+      pred = knn_vote(sims, train_y[idx, h], num_classes=classes,
+                      temperature=config.knn_temperature)
+      correct[h] += np.sum(np.asarray(pred) == test_y[s:s + 1024, h])
+  return [float(c / len(test_u)) for c in correct]
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, num_classes: int,
                  config: ml_collections.ConfigDict) -> float:
-  """Per-level weighted-kNN test accuracy on cosine similarity of raw representations."""
-  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-  train_u, test_u = jnp.asarray(unit(train_x)), unit(test_x)
-  k = min(config.knn_k, len(train_x))
-  preds = [knn_predict(train_u, train_y, test_u[s:s + 1024], num_classes=num_classes, k=k,
-                       temperature=config.knn_temperature)
-           for s in range(0, len(test_u), 1024)]
-  return float(np.mean(np.concatenate(preds) == test_y))
+  """`knn_accuracies` of one level (labels ``[N]``, ``[M]``)."""
+  return knn_accuracies(train_x, train_y[:, None], test_x, test_y[:, None], [num_classes],
+                        config)[0]
 
 
 def parent_maps(labels: np.ndarray) -> Sequence[np.ndarray]:
@@ -209,12 +233,10 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
   train = extract_features(model, variables, data.train_x, data.kind, config.batch_size)
   test = extract_features(model, variables, data.test_x, data.kind, config.batch_size)
   train_r, test_r = standardize(train["representation"], test["representation"])
-  probes, knn = [], []
-  for h, classes in enumerate(data.num_classes):
-    probes.append(linear_probe(train_r, data.train_y[:, h], test_r, data.test_y[:, h],
-                               classes, config, seed + h))
-    knn.append(knn_accuracy(train["representation"], data.train_y[:, h],
-                            test["representation"], data.test_y[:, h], classes, config))
+  probes = [linear_probe(train_r, data.train_y[:, h], test_r, data.test_y[:, h], classes,
+                         config, seed + h) for h, classes in enumerate(data.num_classes)]
+  knn = knn_accuracies(train["representation"], data.train_y, test["representation"],
+                       data.test_y, data.num_classes, config)
   extra = {name: linear_probe(train_r, train_y, test_r, test_y, classes, config,
                               seed + data.num_levels + i)["accuracy"]
            for i, (name, (train_y, test_y, classes)) in enumerate(data.extra_labels.items())}

@@ -124,11 +124,18 @@ def level_weights(scheme: LevelWeights, num_levels: int) -> np.ndarray:
   of one SupCon loss whatever ``H`` is: ``"uniform"`` is ``1 / H``; ``"exp"``
   and ``"pow2"`` use the HMC penalties ``penalty(1 / l)`` with ``l = H - h``
   (the finest level has ``l = 1`` and the largest weight). A sequence of
-  ``H`` numbers is used as given.
+  ``H`` numbers (or a string of them joined by commas, as a command-line
+  flag gives them: ``"0.2,0.3,0.5"``) is used as given.
 
   Returns:
     float64 ``[H]``.
   """
+  if isinstance(scheme, str) and "," in scheme:
+    try:
+      scheme = [float(w) for w in scheme.split(",")]
+    except ValueError:
+      raise ValueError(f"level_weights {scheme!r} is not a comma-separated list of "
+                       "numbers") from None
   if isinstance(scheme, str):
     if scheme not in ("uniform", "exp", "pow2"):
       raise ValueError(f"unknown level_weights {scheme!r}; use 'uniform', 'exp', 'pow2' "

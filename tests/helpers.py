@@ -13,6 +13,15 @@ def tree_labels(rng, batch, num_levels, branching=2):
   return np.stack(cols, axis=1).astype(np.int32)
 
 
+def parent_local(labels, branching=2):
+  """`tree_labels` with each level's ids local to the parent: children of every
+  node are numbered 0..branching-1, so the same id repeats under different
+  parents and only the path prefix tells classes apart."""
+  local = np.array(labels, copy=True)
+  local[:, 1:] %= branching
+  return local
+
+
 def unit_features(rng, batch, views, dim, dtype=np.float32):
   x = rng.normal(size=(batch, views, dim))
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(dtype)

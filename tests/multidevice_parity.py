@@ -31,6 +31,9 @@ def cases(num_levels, masks):
           x, y, gmm=GMMConfig(num_iters=3), full_weight=0.5, axis_name=ax),
       "ghmlc_batch_soft": lambda x, y, m, ax: losses.ghmlc_loss(
           x, y, gmm=GMMConfig(fit_over="batch", mask_grad="soft", num_iters=3), axis_name=ax),
+      "ghmlc_dp": lambda x, y, m, ax: losses.ghmlc_loss(
+          x, y, gmm=GMMConfig(kind="dp", fit_over="batch", max_components=4, dp_num_iters=20),
+          axis_name=ax),
       "ahmlc": lambda x, y, m, ax: losses.ahmlc_loss(x, m, y, enforce_hierarchy=True,
                                                    axis_name=ax),
   }

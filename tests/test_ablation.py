@@ -65,6 +65,7 @@ def test_smoke_ablation_table_validation_and_resume(tmp_path):
 
 @pytest.mark.parametrize("variant,fragment", [("gmm.mask_gradient=soft", "not a config field"),
                                               ("temperature", "FIELD=VALUE"),
+                                              ("temperature=warm", "takes a float"),
                                               ("method=nope", "unknown method")])
 def test_bad_variant_is_one_line_exit_2(tmp_path, variant, fragment):
   run = run_ablation(tmp_path / "out", f"--variants=default,{variant}")

@@ -125,3 +125,16 @@ def test_space_to_depth_stem_keeps_the_later_stages():
   shape = lambda acts: acts["intermediates"]["stage2_1_conv"]["__call__"][0].shape
   assert shape(plain_acts) == shape(folded_acts) == (2, 8, 6, 8)
   assert folded.apply(f_vars, x, train=False).shape == (2, 16)
+
+
+def test_flatten_pool_keeps_every_position_of_the_mean_pooled_map():
+  """pool="flatten" returns the last map itself; its mean over positions is
+  exactly what pool="mean" returns with the same parameters."""
+  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  mean = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2)
+  flat = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2, pool="flatten")
+  variables = mean.init(jax.random.key(1), x, train=False)
+  r_flat = np.asarray(flat.apply(variables, x, train=False))
+  assert r_flat.shape == (2, 3 * 3 * 16)
+  np.testing.assert_allclose(r_flat.reshape(2, 9, 16).mean(axis=1),
+                             mean.apply(variables, x, train=False), rtol=1e-5, atol=1e-6)

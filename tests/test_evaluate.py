@@ -68,6 +68,20 @@ def test_knn_matches_oracle():
   assert evaluate.knn_accuracy(train, train_y, query, query_y, 5, cfg) == expected
 
 
+def test_knn_accuracies_vote_every_level_with_the_same_neighbours():
+  rng = np.random.default_rng(5)
+  train, fine = blobs(rng, 300, classes=6)
+  query, query_fine = blobs(rng, 70, classes=6)
+  # parent-local ids: the coarse label is fine // 3, and fine ids repeat under each parent
+  train_y = np.stack([fine // 3, fine % 3], axis=1)
+  query_y = np.stack([query_fine // 3, query_fine % 3], axis=1)
+  cfg = probe_config(knn_k=7, knn_temperature=0.1)
+  got = evaluate.knn_accuracies(train, train_y, query, query_y, [2, 3], cfg)
+  for h, classes in enumerate([2, 3]):
+    expected = np.mean(knn_oracle(train, train_y[:, h], query, classes, 7, 0.1) == query_y[:, h])
+    assert got[h] == expected
+
+
 def test_hierarchical_consistency_counts_fine_under_coarse():
   train_y = np.array([[0, 0], [0, 1], [1, 2], [1, 3]])
   coarse = np.array([0, 0, 1, 1, 0])

@@ -86,3 +86,6 @@ def test_level_weights():
     hierarchy.level_weights([1, -2], 2)
   with pytest.raises(ValueError, match="unknown level_weights 'cubic'"):
     hierarchy.level_weights("cubic", 2)
+  np.testing.assert_allclose(hierarchy.level_weights("0.2, 0.3,0.5", 3), [0.2, 0.3, 0.5])
+  with pytest.raises(ValueError, match="not a comma-separated list"):
+    hierarchy.level_weights("0.2,x", 2)

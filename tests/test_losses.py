@@ -10,7 +10,7 @@ from jax.test_util import check_grads
 from hmlc_jax import losses
 from hmlc_jax.gmm import GMMConfig, level_masks
 from tests import oracle
-from tests.helpers import tree_labels, unit_features
+from tests.helpers import parent_local, tree_labels, unit_features
 
 RTOL = 1e-5
 
@@ -92,6 +92,60 @@ def test_ahmlc_options_match_oracle(options):
       z, masks, y, options.get("temperature", 0.07), options.get("base_temperature", 0.07),
       weights, options.get("full_weight", 0.0), options.get("enforce_hierarchy", False))
   _close(losses.ahmlc_loss(z, masks, y, **options), want)
+
+
+def test_ahmlc_mask_gradient_matches_oracle_finite_differences():
+  """d loss / d masks (what trains A-HMLC's attention heads) against central
+  differences of the float64 oracle, every entry of a small case."""
+  rng = np.random.default_rng(11)
+  batch, views, dim, num_levels = 5, 2, 4, 3
+  z = rng.normal(size=(batch, views, dim))
+  masks = rng.uniform(0.2, 0.9, size=(batch, views, num_levels, dim))
+  y = tree_labels(rng, batch, num_levels)
+  options = dict(temperature=0.2, base_temperature=0.1)
+  got = jax.grad(lambda m: losses.ahmlc_loss(
+      jnp.asarray(z, jnp.float32), m, y, full_weight=0.5, **options))(
+          jnp.asarray(masks, jnp.float32))
+  f = lambda m: oracle.masked_levels(z, m, y, 0.2, 0.1, None, 0.5)[0]
+  want, eps = np.zeros_like(masks), 1e-6
+  for index in np.ndindex(masks.shape):
+    step = np.zeros_like(masks)
+    step[index] = eps
+    want[index] = (f(masks + step) - f(masks - step)) / (2 * eps)
+  assert np.abs(want).max() > 1e-3                     # the masks matter
+  np.testing.assert_allclose(np.asarray(got), want, rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize("num_levels", [2, 3])
+def test_levels_are_told_apart_by_label_prefix_not_by_column(num_levels):
+  """Class ids local to their parent (the same fine id under two parents is two
+  classes): every hierarchical loss matches the prefix-grouping oracle, and
+  differs from what grouping by the column alone would give."""
+  rng = np.random.default_rng(20 + num_levels)
+  batch, views, dim = 24, 2, 12
+  y = tree_labels(rng, batch, num_levels)
+  local = parent_local(y)
+  assert not np.array_equal(local, y)
+  x = unit_features(rng, batch, views, dim)
+  z = rng.normal(size=(batch, views, dim)).astype(np.float32)
+  masks = rng.uniform(size=(batch, views, num_levels, dim)).astype(np.float32)
+  for kind in ("hmc", "hce", "hmce"):
+    _close(losses.hmlc_loss(x, local, kind=kind), oracle.hmlc(x, y, kind))
+  got, aux = losses.ahmlc_loss(z, masks, local, return_aux=True)
+  want, levels = oracle.masked_levels(z, masks, y)
+  _close(got, want)
+  columns_only = [oracle.supcon_rows(*_column_grouping(z, masks, local, h)) for h in
+                  range(num_levels)]
+  assert any(abs(a - b) > 1e-3 for a, b in zip(columns_only, levels))
+  hard, _ = level_masks(z, num_levels, GMMConfig())
+  _close(losses.ghmlc_loss(z, local), oracle.masked_levels(z, np.asarray(hard), y)[0])
+
+
+def _column_grouping(z, masks, labels, h):
+  """The SupCon rows of level h if positives shared only column h (the bug)."""
+  x, example = oracle.view_major(np.asarray(z, np.float64) * np.asarray(masks, np.float64)[:, :, h])
+  same = labels[example, h][:, None] == labels[example, h][None, :]
+  return oracle.normalise(x), same, 0.07, 0.07
 
 
 @pytest.mark.parametrize("fit_over", ["sample", "batch"])

@@ -271,7 +271,7 @@ def test_attention_heads(activation):
 @pytest.mark.parametrize("field, value", [
     ("backbone", "vit"), ("dtype", "float16"), ("attention_activation", "relu"),
     ("width", 0), ("projection_dim", -1), ("projection_hidden_dim", 1.5),
-    ("zero_init_residual", "yes"),
+    ("zero_init_residual", "yes"), ("pool", "max"),
 ])
 def test_bad_config_names_the_field(field, value):
   with pytest.raises(UserInputError, match=rf"model\.{field}\b") as info:

@@ -25,7 +25,7 @@ def test_four_devices_were_used(parity_report):
 
 @pytest.mark.parametrize("num_levels", [2, 3])
 @pytest.mark.parametrize("name", ["simclr", "supcon", "hmc", "hce", "hmce", "ghmlc",
-                                  "ghmlc_batch_soft", "ahmlc"])
+                                  "ghmlc_batch_soft", "ghmlc_dp", "ahmlc"])
 def test_loss_and_gradient_parity(parity_report, name, num_levels):
   case = parity_report[f"{name}/H={num_levels}"]
   assert case["loss"] <= 1e-5, case

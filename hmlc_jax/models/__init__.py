@@ -20,7 +20,7 @@ from hmlc_jax.errors import UserInputError
 from hmlc_jax.models.heads import ATTENTION_ACTIVATIONS, AttentionHeads, ProjectionHead
 from hmlc_jax.models.pointnet import PointNet
 from hmlc_jax.models.resnet import ResNet, resnet18, resnet50
-from hmlc_jax.models.small_cnn import SmallCNN
+from hmlc_jax.models.small_cnn import POOLS, SmallCNN
 
 BACKBONES = ("resnet18", "resnet50", "small_cnn", "pointnet")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -84,7 +84,8 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
       the representation size), ``attention_activation`` (default
       "sigmoid"), ``dtype`` ("float32" or "bfloat16", default "float32") and,
       optionally, ``zero_init_residual`` (bool, default False: ResNets start
-      each residual branch's last BatchNorm scale at zero).
+      each residual branch's last BatchNorm scale at zero); for ``small_cnn``
+      ``convs_per_stage``, ``space_to_depth`` and ``pool`` (`SmallCNN`).
     num_levels: H, hierarchy levels (one attention head each).
     attention_heads: add A-HMLC attention masks to the output.
     axis_name: pmap axis over which BatchNorm synchronises batch statistics.
@@ -101,7 +102,7 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
     raise UserInputError(f"num_levels must be a positive int for attention heads, "
                          f"got {num_levels!r}")
   backbone = _backbone(fields["backbone"], fields["width"], fields["zero_init_residual"],
-                       fields["convs_per_stage"], fields["space_to_depth"],
+                       fields["convs_per_stage"], fields["space_to_depth"], fields["pool"],
                        axis_name, fields["dtype"])
   return ContrastiveModel(
       backbone=backbone, projection_dim=fields["projection_dim"],
@@ -130,18 +131,21 @@ def _read_config(model_config) -> dict[str, Any]:
       "zero_init_residual": zero_init,
       "convs_per_stage": _int_at_least("convs_per_stage", get("convs_per_stage", 2), 1),
       "space_to_depth": _int_at_least("space_to_depth", get("space_to_depth", 1), 1),
+      "pool": _choice("pool", get("pool", "mean"), POOLS),
   }
 
 
 def _backbone(name: str, width: int, zero_init_residual: bool, convs_per_stage: int,
-              space_to_depth: int, axis_name: Optional[str], dtype: Any) -> nn.Module:
+              space_to_depth: int, pool: str, axis_name: Optional[str],
+              dtype: Any) -> nn.Module:
   kwargs = dict(width=width, axis_name=axis_name, dtype=dtype)
   if name == "resnet18":
     return resnet18(zero_init_residual=zero_init_residual, **kwargs)
   if name == "resnet50":
     return resnet50(zero_init_residual=zero_init_residual, **kwargs)
   if name == "small_cnn":
-    return SmallCNN(convs_per_stage=convs_per_stage, space_to_depth=space_to_depth, **kwargs)
+    return SmallCNN(convs_per_stage=convs_per_stage, space_to_depth=space_to_depth, pool=pool,
+                    **kwargs)
   return PointNet(**kwargs)
 
 

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 from hmlc_jax.errors import UserInputError
 from hmlc_jax.models.resnet import batch_norm, check_rank, conv
 
+POOLS = ("mean", "flatten")
+
 
 class SmallCNN(nn.Module):
   """Three stages of widths ``(w, 2w, 4w)``, each ``convs_per_stage`` x
@@ -20,18 +22,26 @@ class SmallCNN(nn.Module):
   CPU the full-resolution activations of the first stage cost most of the
   step (BENCHMARKS.md); at ``s=2`` the later stages see the same sizes.
 
-  Images ``[B, H, W, C]`` -> representation ``[B, 4 * width]``. H and W
-  should be at least 8 (three halvings) and divide by ``space_to_depth``.
+  ``pool`` makes the representation from the last stage's ``[B, h, w, 4 *
+  width]`` map: ``"mean"`` averages over positions (``[B, 4 * width]``);
+  ``"flatten"`` keeps every position (``[B, h * w * 4 * width]``), so the
+  probe and the projection head also see where a feature is (for small
+  images whose classes differ by layout, e.g. Fashion-MNIST's shirts and
+  coats; the cost is the head's first layer).
+
+  Images ``[B, H, W, C]`` -> representation as above. H and W should be at
+  least 8 (three halvings) and divide by ``space_to_depth``.
   """
   width: int = 32
   convs_per_stage: int = 2
   space_to_depth: int = 1
+  pool: str = "mean"
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-    """float ``[B, H, W, C]`` -> float32 ``[B, 4 * width]``."""
+    """float ``[B, H, W, C]`` -> float32 ``[B, R]`` (R as the class docstring says)."""
     check_rank(x, 4, "[B, H, W, C] images")
     bn = batch_norm(train, self.axis_name, self.dtype)
     x = x.astype(self.dtype)
@@ -45,7 +55,10 @@ class SmallCNN(nn.Module):
         x = nn.relu(bn(name=f"{name}_bn")(x))
       if stage or s == 1:
         x = max_pool_2x2(x)
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    x = x.astype(jnp.float32)
+    if self.pool == "flatten":
+      return x.reshape(x.shape[0], -1)
+    return jnp.mean(x, axis=(1, 2))
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:

@@ -104,7 +104,7 @@ def main(argv):
     return
   if "batch_size" in config:
     split_cpu(FLAGS.cpu_devices or cpu_devices_for(config.batch_size))
-  from hmlc_jax import distributed, train
+  from hmlc_jax import distributed, train, workdir as files
   from hmlc_jax.errors import NonFiniteError, UserInputError
   workdir = FLAGS.workdir or default_workdir()
   try:
@@ -125,7 +125,7 @@ def main(argv):
                         for c in report["components"])
       print(f"{report['groups']} feature groups ({sizes}) in the test embeddings of "
             f"{report['method']}; the label tree has {report['label_depth']} levels "
-            f"({', '.join(report['level_names'])}); wrote {workdir}/levels.json")
+            f"({', '.join(report['level_names'])}); wrote {files.path(workdir, files.LEVELS)}")
       return
   except UserInputError as e:
     fail(str(e))
@@ -138,7 +138,7 @@ def main(argv):
     print(f"{results['stopped_by']}: stopped after step {results['steps']} with a checkpoint "
           f"there; run the same command again to resume")
     return
-  print(train.summary(results, workdir))
+  print(files.summary(results, workdir))
 
 
 def default_workdir() -> str:

@@ -320,7 +320,7 @@ def layer_table(config, views: int, repeats: int = 5) -> list:
 def load(spec: str, batch_size: int):
   """``FILE.py[:variant][@FIELD=VALUE[+FIELD=VALUE...]][#xla_conv_grad]`` as a config."""
   from hmlc_jax.ablation import apply_overrides, parse_variant
-  from hmlc_jax.compare import config_from_file
+  from hmlc_jax.sweeps import config_from_file
   spec = spec.removesuffix(XLA_CONV_GRAD)
   path, _, overrides = spec.partition("@")
   config = config_from_file(path)

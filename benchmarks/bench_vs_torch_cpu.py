@@ -65,7 +65,7 @@ def run(command: list, out: str) -> dict:
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  from hmlc_jax.compare import config_from_file
+  from hmlc_jax.sweeps import config_from_file
   config = config_from_file(args.config)
   ours = [sys.executable, os.path.join(HERE, "bench_train_step.py"), f"--configs={args.config}",
           f"--steps={args.steps}", f"--warmup={args.warmup}"]

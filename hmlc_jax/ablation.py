@@ -14,7 +14,6 @@ finished (resume); ``OUT/ablation.md`` and ``OUT/ablation.json`` hold the table.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -22,10 +21,9 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
-import ml_collections
-
-from hmlc_jax import compare
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
+from hmlc_jax.sweeps import (REPO, SUITES, apply_overrides, cell, fail, load_config, mean_std,
+                             parse_variant, train_unless_done)
 
 # The settings the method paper's evidence depends on, one at a time.
 DEFAULT_VARIANTS = (
@@ -39,7 +37,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m hmlc_jax.ablation",
                               description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--suite", required=True, choices=sorted(compare.SUITES))
+  p.add_argument("--suite", required=True, choices=sorted(SUITES))
   p.add_argument("--method", default="ghmlc", help="the method whose settings vary")
   p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                  help="comma-separated variants (see above)")
@@ -51,44 +49,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a config field in every run before the variant's own, "
                       "e.g. --set=dataset.train_size=20000 (repeatable)")
-  p.add_argument("--configs_dir", default=os.path.join(compare.REPO, "configs"))
+  p.add_argument("--configs_dir", default=os.path.join(REPO, "configs"))
   return p.parse_args(argv)
-
-
-def parse_variant(variant: str) -> Dict[str, object]:
-  """``"a.b=1+c=x"`` -> ``{"a.b": 1, "c": "x"}``; ``"default"`` -> ``{}``.
-
-  Values are Python literals where they parse as one, else strings.
-  """
-  if variant == "default":
-    return {}
-  overrides = {}
-  for part in variant.split("+"):
-    field, sep, text = part.partition("=")
-    if not sep or not field:
-      raise ValueError(f"variant {variant!r}: {part!r} is not FIELD=VALUE")
-    try:
-      overrides[field] = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      overrides[field] = text
-  return overrides
-
-
-def apply_overrides(config, overrides: Dict[str, object]):
-  """Sets each dotted ``FIELD`` of ``config``; a field it lacks is an error."""
-  for field, value in overrides.items():
-    *parents, leaf = field.split(".")
-    node = config
-    for name in parents:
-      node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(f"variant field {field!r} is not a config field")
-    try:
-      node[leaf] = value
-    except TypeError:
-      raise ValueError(f"variant field {field!r} takes a {type(node[leaf]).__name__}, "
-                       f"not {value!r}") from None
-  return config
 
 
 def run_dir(variant: str, seed: int) -> str:
@@ -98,7 +60,7 @@ def run_dir(variant: str, seed: int) -> str:
 def config_for(args, variant: str, seed: int):
   overrides = parse_variant(variant)
   method = overrides.pop("method", args.method)
-  config = compare.load_config(args.configs_dir, args.suite, method, args.smoke)
+  config = load_config(args.configs_dir, args.suite, method, args.smoke)
   for override in args.set:
     apply_overrides(config, parse_variant(override))
   apply_overrides(config, overrides)
@@ -118,24 +80,24 @@ def check_args(args) -> None:
   from hmlc_jax.methods import METHODS
   args.variants = split_variants(args.variants)
   if not args.variants:
-    compare.fail("--variants is empty")
+    fail("--variants is empty")
   if args.seeds < 1:
-    compare.fail(f"--seeds must be at least 1, got {args.seeds}")
+    fail(f"--seeds must be at least 1, got {args.seeds}")
   if args.method not in METHODS:
-    compare.fail(f"unknown --method {args.method!r}; choose from {list(METHODS)}")
+    fail(f"unknown --method {args.method!r}; choose from {list(METHODS)}")
   for variant in args.variants:          # every variant must build before any run starts
     try:
       method = config_for(args, variant, 0).method
     except ValueError as e:
-      compare.fail(str(e))
+      fail(str(e))
     if method not in METHODS:
-      compare.fail(f"variant {variant!r}: unknown method {method!r}; choose from "
+      fail(f"variant {variant!r}: unknown method {method!r}; choose from "
                    f"{list(METHODS)}")
 
 
 def table(args, results: Dict[str, List[Dict]]) -> Dict:
   """Per variant: mean/std over seeds of the reported numbers and the train loss."""
-  return {v: {key: dict(compare.mean_std([r[key] for r in runs]),
+  return {v: {key: dict(mean_std([r[key] for r in runs]),
                         values=[r[key] for r in runs]) for key in REPORTED + ("train_loss",)}
           for v, runs in results.items()}
 
@@ -152,16 +114,16 @@ def markdown(args, level_names: Sequence[str], rows: Dict, command: str) -> str:
   for variant, stats in rows.items():
     cells = [f"`{variant}`"]
     for key in REPORTED:
-      cells += [compare.cell(stats[key], h, key != "silhouette")
+      cells += [cell(stats[key], h, key != "silhouette")
                 for h in range(len(level_names))]
-    cells.append(compare.cell(stats["train_loss"], 0, False))
+    cells.append(cell(stats["train_loss"], 0, False))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str]) -> None:
   args = parse_args(argv)
-  probe = compare.load_config(args.configs_dir, args.suite, "ghmlc", args.smoke)
+  probe = load_config(args.configs_dir, args.suite, "ghmlc", args.smoke)
   split_cpu(cpu_devices_for(probe.batch_size))      # before jax is imported
   check_args(args)
   from hmlc_jax.errors import UserInputError
@@ -170,13 +132,13 @@ def main(argv: Sequence[str]) -> None:
   total = len(args.variants) * args.seeds
   try:
     for i, variant in enumerate(args.variants):
-      results[variant] = [compare.train_unless_done(
+      results[variant] = [train_unless_done(
           lambda v=variant, s=seed: config_for(args, v, s),
           os.path.join(args.out, "runs", run_dir(variant, seed)),
           f"[{i * args.seeds + seed + 1}/{total}] {variant} seed {seed}")
           for seed in range(args.seeds)]
   except UserInputError as e:
-    compare.fail(str(e))
+    fail(str(e))
   rows = table(args, results)
   level_names = results[args.variants[0]][0]["level_names"]
   command = "python -m hmlc_jax.ablation " + " ".join(argv)

@@ -9,50 +9,13 @@ coloured by that level's label.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-  """float64 rows scaled to unit length (zero rows stay zero)."""
-  x = np.asarray(x, np.float64)
-  norms = np.linalg.norm(x, axis=1, keepdims=True)
-  return x / np.maximum(norms, 1e-12)
-
-
-def subsample(n: int, max_points: int, seed: int) -> np.ndarray:
-  """Sorted random indices of at most ``max_points`` of ``n`` rows."""
-  if n <= max_points:
-    return np.arange(n)
-  return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
-
-
-def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points: int = 2000,
-                         seed: int = 0) -> List[Optional[float]]:
-  """Mean silhouette (cosine distance) of the label clusters, per level.
-
-  Args:
-    embeddings: float ``[M, D]``.
-    labels: int ``[M, H]``.
-    max_points: silhouette is O(M^2): score a random subset of this size.
-
-  Returns:
-    H floats in [-1, 1]; None for a level with fewer than 2 or as many
-    clusters as points (silhouette is undefined there).
-  """
-  from sklearn.metrics import silhouette_score
-  rows = subsample(len(embeddings), max_points, seed)
-  unit = unit_rows(embeddings[rows])
-  scores = []
-  for level in range(labels.shape[1]):
-    y = labels[rows, level]
-    k = len(np.unique(y))
-    scores.append(float(silhouette_score(unit, y, metric="cosine")) if 2 <= k < len(y)
-                  else None)
-  return scores
+from hmlc_jax import workdir as files
+from hmlc_jax.evaluate import subsample, unit_rows
 
 
 def tsne_points(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -105,7 +68,7 @@ def sample_test_embeddings(workdir: str, max_points: int, seed: int = 0) -> Dict
   import ml_collections
   from hmlc_jax import train
   from hmlc_jax.data import load_dataset
-  config = ml_collections.ConfigDict(train.read_json(workdir, "config.json"))
+  config = ml_collections.ConfigDict(files.read_json(workdir, files.CONFIG))
   data = load_dataset(config.dataset)
   rows = subsample(len(data.test_x), max_points, seed)
   encode = train.load_encoder(workdir)
@@ -120,7 +83,7 @@ def tsne_workdir(workdir: str, max_points: int = 2000, seed: int = 0) -> str:
   """``workdir/tsne.png`` of one trained run (one column, one row per level)."""
   found = sample_test_embeddings(workdir, max_points, seed)
   panel = (found["method"], tsne_points(found["embeddings"], seed), found["labels"])
-  return tsne_figure([panel], found["level_names"], os.path.join(workdir, "tsne.png"))
+  return tsne_figure([panel], found["level_names"], files.path(workdir, files.TSNE))
 
 
 def feature_groups(embeddings: np.ndarray, max_components: int = 8,
@@ -152,6 +115,5 @@ def levels_workdir(workdir: str, max_points: int = 5000, seed: int = 0) -> Dict:
   report = dict(feature_groups(found["embeddings"]), method=found["method"],
                 label_depth=len(found["level_names"]), level_names=found["level_names"],
                 points=len(found["embeddings"]))
-  with open(os.path.join(workdir, "levels.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  files.write_json(files.path(workdir, files.LEVELS), report)
   return report

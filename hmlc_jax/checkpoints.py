@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
+from hmlc_jax import workdir as files
 from hmlc_jax.errors import NonFiniteError, UserInputError
 
 # Fields whose change makes the saved state unusable or the run a different one.
@@ -30,7 +31,7 @@ RESUME_FIELDS = ("method", "model", "dataset.name", "dataset.level_order", "batc
 def manager_for(workdir: str, keep: int) -> ocp.CheckpointManager:
   """Orbax manager of ``workdir/checkpoints`` keeping the ``keep`` newest steps."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+  return ocp.CheckpointManager(files.path(os.path.abspath(workdir), files.CHECKPOINTS),
                                options=options)
 
 
@@ -56,7 +57,7 @@ def restore_newest_readable(manager: ocp.CheckpointManager, state):
 def move_aside(manager: ocp.CheckpointManager, step: int) -> str:
   """Moves checkpoint ``step`` to ``../unreadable_checkpoints/<step>``; returns the path."""
   source = os.path.join(str(manager.directory), str(step))
-  target_dir = os.path.join(os.path.dirname(str(manager.directory)), "unreadable_checkpoints")
+  target_dir = os.path.join(os.path.dirname(str(manager.directory)), files.UNREADABLE_CHECKPOINTS)
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, str(step))
   if os.path.exists(target):
@@ -100,9 +101,9 @@ def field(config: Dict[str, Any], dotted: str) -> Optional[Any]:
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   """UserInputError when ``workdir`` holds checkpoints from a config that differs
   from ``config`` in a `RESUME_FIELDS` field (resuming would fail or mix runs)."""
-  path = os.path.join(workdir, "config.json")
-  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
-      os.path.join(workdir, "checkpoints"))
+  path = files.path(workdir, files.CONFIG)
+  folder = files.path(workdir, files.CHECKPOINTS)
+  has_checkpoints = os.path.isdir(folder) and os.listdir(folder)
   if not (has_checkpoints and os.path.exists(path)):
     return
   with open(path) as f:
@@ -123,8 +124,8 @@ def _short(value) -> str:
 
 def clear(workdir: str) -> None:
   """Removes what a previous run left in ``workdir`` (``--overwrite``)."""
-  for name in ("checkpoints", "unreadable_checkpoints", "tensorboard"):
-    shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-  for name in ("results.json", "config.json", "data_spec.json"):
-    if os.path.exists(os.path.join(workdir, name)):
-      os.remove(os.path.join(workdir, name))
+  for name in files.RUN_FOLDERS:
+    shutil.rmtree(files.path(workdir, name), ignore_errors=True)
+  for name in files.RUN_FILES + (files.LEVELS, files.TSNE):
+    if os.path.exists(files.path(workdir, name)):
+      os.remove(files.path(workdir, name))

@@ -15,7 +15,6 @@ each digit's accuracy under both orders. Writes ``OUT/results.json``,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -25,15 +24,15 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
+from hmlc_jax import workdir as files
 from hmlc_jax.methods import METHOD_NAMES
+from hmlc_jax.sweeps import (REPO, SUITES, apply_overrides, cell, fail, load_config, mean_std,
+                             parse_variant, train_unless_done)
 
-SUITES = {"hdigits": True, "hfashion": False, "hmnist": True, "cifar100": False, "modelnet40": False,
-          "shapes3d": False}                     # suite -> has swappable digit levels
 DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
 PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")
-SCALARS = ("embedding_variance", "hierarchical_consistency")
+SCALARS = ("embedding_variance", "hierarchical_consistency", "feature_groups")
 SWAPPED = "class_first"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -56,11 +55,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def check_args(args: argparse.Namespace) -> None:
   from hmlc_jax.methods import METHODS
   args.methods = [m for m in args.methods.split(",") if m]
@@ -79,34 +73,6 @@ def check_args(args: argparse.Namespace) -> None:
     fail(f"--set: {e}")
 
 
-def load_config(configs_dir: str, suite: str, method: str, smoke: bool):
-  """``configs/<suite>_<method>.py`` (or the suite's G-HMLC file, re-methoded)."""
-  path = os.path.join(configs_dir, f"{suite}_{method}.py")
-  if not os.path.exists(path):
-    path = os.path.join(configs_dir, f"{suite}_ghmlc.py")
-  config = config_from_file(path + (":smoke" if smoke else ""))
-  config.method = method
-  return config
-
-
-def config_from_file(spec: str):
-  """The config of ``FILE.py[:variant]`` (``get_config(variant)``), as main.py reads it.
-
-  The directory above the file is put on ``sys.path`` so that configs can
-  ``from configs import common``.
-  """
-  path, _, variant = spec.partition(":")
-  path = os.path.abspath(path)
-  parent = os.path.dirname(os.path.dirname(path))
-  if parent not in sys.path:
-    sys.path.insert(0, parent)
-  name = "config_" + os.path.splitext(os.path.basename(path))[0]
-  module_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
 def run_name(method: str, seed: int, order: str = "") -> str:
   return f"{method}_seed{seed}" + (f"_{order}" if order else "")
 
@@ -118,29 +84,11 @@ def planned_runs(args) -> List[Dict]:
   return runs
 
 
-def train_unless_done(config_fn, workdir: str, label: str) -> Dict:
-  """The results of ``workdir``: read if its results.json exists, else trained
-  now with ``config_fn()`` (called only then)."""
-  path = os.path.join(workdir, "results.json")
-  if os.path.exists(path):
-    print(f"{label}: finished earlier, skipping", flush=True)
-  else:
-    print(f"{label}: training", flush=True)
-    from hmlc_jax import train
-    if train.train_and_evaluate(config_fn(), workdir).get("stopped_by"):
-      print(f"{label}: stopped by a signal with a checkpoint; rerun the same command to "
-            "resume", flush=True)
-      sys.exit(0)
-  with open(path) as f:
-    return json.load(f)
-
-
 def run_config(args, run: Dict):
   """The config of one planned run: the suite's file, ``--set`` overrides, seed, order."""
-  from hmlc_jax import ablation
   config = load_config(args.configs_dir, args.suite, run["method"], args.smoke)
   for override in args.set:
-    ablation.apply_overrides(config, ablation.parse_variant(override))
+    apply_overrides(config, parse_variant(override))
   config.seed = run["seed"]
   if run["order"]:
     config.dataset.level_order = run["order"]
@@ -159,13 +107,17 @@ def train_missing(args, runs: List[Dict]) -> Dict[str, Dict]:
   return results
 
 
-def mean_std(values: List) -> Dict:
-  """Mean and sample standard deviation (0 for one value) over runs, per entry."""
-  a = np.array([[np.nan if v is None else v for v in np.atleast_1d(x)] for x in values],
-               np.float64)
-  std = a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
-  finite_or_none = lambda v: [float(x) if np.isfinite(x) else None for x in v]
-  return {"mean": finite_or_none(a.mean(axis=0)), "std": finite_or_none(std)}
+def add_feature_groups(args, results: Dict[str, Dict]) -> None:
+  """Each run's ``feature_groups``: the DP-mixture count of feature groups in its
+  test embeddings (`analysis.levels_workdir`, kept in the run's levels.json)."""
+  from hmlc_jax import analysis
+  for name, result in results.items():
+    workdir = os.path.join(args.out, "runs", name)
+    if os.path.exists(files.path(workdir, files.LEVELS)):
+      report = files.read_json(workdir, files.LEVELS)
+    else:
+      report = analysis.levels_workdir(workdir)
+    result["feature_groups"] = report["groups"]
 
 
 def aggregate(args, results: Dict[str, Dict]) -> Dict:
@@ -212,16 +164,6 @@ def tsne(args, results: Dict[str, Dict]) -> str:
                               title=f"{args.suite}: t-SNE of test embeddings (seed 0)")
 
 
-def cell(stats: Dict, i: int, percent: bool) -> str:
-  """``mean ± std`` of entry ``i`` (just the mean for one run), in % if ``percent``."""
-  mean, std = stats["mean"][i], stats["std"][i]
-  if mean is None:
-    return "n/a"
-  scale, digits = (100.0, 1) if percent else (1.0, 3)
-  text = f"{scale * mean:.{digits}f}"
-  return text if len(stats.get("values", [])) == 1 else f"{text} ± {scale * std:.{digits}f}"
-
-
 def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
              command: str) -> str:
   lines = [f"# {args.suite}: {', '.join(args.methods)}, {args.seeds} seed(s)"
@@ -232,17 +174,20 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
   for key, short in (("linear_probe_accuracy", "probe"), ("knn_accuracy", "kNN"),
                      ("silhouette", "silhouette")):
     header += [f"{short} {name}" for name in level_names]
-  header += ["variance", "consistency"]
+  header += ["variance", "consistency", "feature groups"]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for m, stats in table.items():
     row = [m]
     for key in PER_LEVEL:
       row += [cell(stats[key], h, key != "silhouette") for h in range(len(level_names))]
     row += [cell(stats["embedding_variance"], 0, False),
-            cell(stats["hierarchical_consistency"], 0, True)]
+            cell(stats["hierarchical_consistency"], 0, True),
+            cell(stats["feature_groups"], 0, False, digits=1)]
     lines.append("| " + " | ".join(row) + " |")
   lines += ["", "Probe and kNN accuracy and consistency in %; silhouette (cosine) and "
-            "variance of the normalised embeddings as numbers."]
+            "variance of the normalised embeddings as numbers; feature groups: components "
+            f"a Dirichlet-process mixture finds in the test embeddings (`main.py "
+            f"--mode=levels`), beside the label tree's {len(level_names)} levels."]
   if order_table:
     lines += ["", "## Level order (linear probe, % , mean over seeds)", "",
               "| method | order | category digit | class digit | path |", "|---|---|---|---|---|"]
@@ -265,6 +210,7 @@ def main(argv: Sequence[str]) -> None:
   os.makedirs(args.out, exist_ok=True)
   try:
     results = train_missing(args, runs)
+    add_feature_groups(args, results)
     figure = tsne(args, results)
   except UserInputError as e:
     fail(str(e))

@@ -10,7 +10,7 @@ is scored once.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from hmlc_jax import analysis
 from hmlc_jax.data import Dataset, augment
 
 
@@ -42,6 +41,45 @@ def extract_features(model, variables, inputs: np.ndarray, kind: str,
     reps.append(r[:len(chunk)])
     embs.append(e[:len(chunk)])
   return {"representation": np.concatenate(reps), "embedding": np.concatenate(embs)}
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+  """float64 rows scaled to unit length (zero rows stay zero)."""
+  x = np.asarray(x, np.float64)
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  return x / np.maximum(norms, 1e-12)
+
+
+def subsample(n: int, max_points: int, seed: int) -> np.ndarray:
+  """Sorted random indices of at most ``max_points`` of ``n`` rows."""
+  if n <= max_points:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points: int = 2000,
+                         seed: int = 0) -> List[Optional[float]]:
+  """Mean silhouette (cosine distance) of the label clusters, per level.
+
+  Args:
+    embeddings: float ``[M, D]``.
+    labels: int ``[M, H]``.
+    max_points: silhouette is O(M^2): score a random subset of this size.
+
+  Returns:
+    H floats in [-1, 1]; None for a level with fewer than 2 or as many
+    clusters as points (silhouette is undefined there).
+  """
+  from sklearn.metrics import silhouette_score
+  rows = subsample(len(embeddings), max_points, seed)
+  unit = unit_rows(embeddings[rows])
+  scores = []
+  for level in range(labels.shape[1]):
+    y = labels[rows, level]
+    k = len(np.unique(y))
+    scores.append(float(silhouette_score(unit, y, metric="cosine")) if 2 <= k < len(y)
+                  else None)
+  return scores
 
 
 def standardize(train: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -178,8 +216,8 @@ def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
   Returns:
     ``H`` accuracies (floats).
   """
-  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-  train_u, test_u = jnp.asarray(unit(train_x)), unit(test_x)
+  train_u = jnp.asarray(unit_rows(train_x), jnp.float32)
+  test_u = unit_rows(test_x).astype(np.float32)
   k = min(config.knn_k, len(train_x))
   correct = np.zeros(len(num_classes))
   for s in range(0, len(test_u), 1024):
@@ -223,8 +261,7 @@ def hierarchical_consistency(predictions: Sequence[np.ndarray], train_y: np.ndar
 
 def embedding_variance(embeddings: np.ndarray) -> float:
   """Trace of the covariance of L2-normalised embeddings ``[N, D]`` (in [0, 1])."""
-  unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-  return float(np.sum(np.var(unit.astype(np.float64), axis=0)))
+  return float(np.sum(np.var(unit_rows(embeddings), axis=0)))
 
 
 def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.ConfigDict,
@@ -243,7 +280,7 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
   return {
       "linear_probe_accuracy": [p["accuracy"] for p in probes],
       "extra_probe_accuracy": extra,
-      "silhouette": analysis.silhouette_per_level(test["embedding"], data.test_y,
+      "silhouette": silhouette_per_level(test["embedding"], data.test_y,
                                                   seed=seed),
       "linear_probe_val_accuracy": [p["val_accuracy"] for p in probes],
       "linear_probe_settings": [{"weight_decay": p["weight_decay"], "epochs": p["epochs"]}

@@ -16,14 +16,12 @@ many devices and after a resume.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
-import flax
 from flax import jax_utils
 from flax.training import train_state
 import jax
@@ -31,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from hmlc_jax import checkpoints, evaluate, methods, models, progress
+from hmlc_jax import checkpoints, evaluate, methods, models, progress, workdir as files
 from hmlc_jax.data import Dataset, augment, load_dataset
 from hmlc_jax.errors import NonFiniteError, UserInputError
 from hmlc_jax.preemption import StopSignals
@@ -247,7 +245,7 @@ def pmapped_train_step(model, config: ml_collections.ConfigDict, kind: str, sche
 def restore_trained(workdir: str, config: ml_collections.ConfigDict, model,
                     sample_input: np.ndarray, num_train: int) -> TrainState:
   """The newest readable checkpoint of ``workdir``; UserInputError when there is none."""
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+  if not os.path.isdir(files.path(workdir, files.CHECKPOINTS)):
     raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
                          f"(--mode=train)")
   manager = checkpoints.manager_for(workdir, config.keep_checkpoints)
@@ -289,11 +287,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   _, schedule = make_optimizer(config, num_steps, len(data.train_x))
   p_step = pmapped_train_step(model, config, data.kind, schedule)
   lead = is_lead()
-  writer = progress.create_writer(os.path.join(workdir, "tensorboard") if lead else None,
+  writer = progress.create_writer(files.path(workdir, files.TENSORBOARD) if lead else None,
                                   console=lead and config.log_to_console)
   bar = progress.progress_bar(num_steps, start, enabled=lead and config.progress_bar)
   replicated, stopped_by, done = replicate(state), None, start
-  metrics, timed_from, t0 = None, None, time.perf_counter()
+  metrics, timed_from, t0, logged = None, None, time.perf_counter(), {}
   try:
     for step in range(start, num_steps):
       replicated, metrics = p_step(replicated, device_batch(data, config, step))
@@ -305,6 +303,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
       if done % config.log_every_steps == 0 or done == num_steps:
         scalars = jax.device_get(jax_utils.unreplicate(metrics))
         writer.write_scalars(done, scalars)
+        logged = dict({k: float(v) for k, v in scalars.items()}, step=done)
         bar.set_postfix(loss=f"{float(scalars['loss']):.4f}", refresh=False)
       if done % config.checkpoint_every_steps == 0 or done == num_steps or stopped_by:
         check_skips(replicated, config, done, manager)
@@ -325,7 +324,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   timed = done - timed_from if timed_from is not None else 0
   return {"state": state, "model": build_model(config, data), "steps": done,
           "train_loss": float(state.last_loss), "skipped_steps": int(state.skips),
-          "stopped_by": stopped_by,
+          "stopped_by": stopped_by, "last_logged": logged,
           "examples_per_sec": (timed * config.batch_size / elapsed) if timed else None}
 
 
@@ -341,23 +340,6 @@ def check_skips(replicated: TrainState, config: ml_collections.ConfigDict, step:
   if longest >= config.max_skips:
     raise NonFiniteError(f"{longest} non-finite steps in a row by step {step} "
                          f"(nan_policy=skip, max_skips={config.max_skips}); {last}")
-
-
-def read_json(workdir: str, name: str) -> Dict[str, Any]:
-  """``workdir/name`` parsed, or UserInputError when it is missing."""
-  path = os.path.join(workdir, name)
-  if not os.path.exists(path):
-    raise UserInputError(f"{path} not found: is {workdir} a training workdir?")
-  with open(path) as f:
-    return json.load(f)
-
-
-def write_json(path: str, payload: Dict[str, Any]) -> None:
-  """Writes atomically (temporary file, then rename)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -384,8 +366,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   checkpoints.check_resumable(workdir, config)
   if lead:
     os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    write_json(os.path.join(workdir, "data_spec.json"), data_spec(data))
+    files.write_json(files.path(workdir, files.CONFIG), config.to_dict())
+    files.write_json(files.path(workdir, files.DATA_SPEC), files.data_spec(data))
   sync("workdir ready")
   with StopSignals() as stop:
     run = train(config, workdir, data, stop)
@@ -395,11 +377,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   scores = evaluate.evaluate_encoder(run["model"], variables, data, config.eval, config.seed)
   results = dict(scores, train_loss=run["train_loss"], steps=run["steps"],
                  skipped_steps=run["skipped_steps"], examples_per_sec=run["examples_per_sec"],
+                 last_logged=run["last_logged"],
                  wall_seconds=time.perf_counter() - wall_start,
                  level_names=list(data.level_names), eval_split=eval_split(config),
                  config=config.to_dict())
   if lead:
-    write_json(os.path.join(workdir, "results.json"), results)
+    files.write_json(files.path(workdir, files.RESULTS), results)
   return results
 
 
@@ -424,13 +407,13 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[st
                           augment.prepare_eval(data.train_x[:1], data.kind), len(data.train_x))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   scores = evaluate.evaluate_encoder(model, variables, data, config.eval, config.seed)
-  path = os.path.join(workdir, "results.json")
-  results = read_json(workdir, "results.json") if os.path.exists(path) else {}
+  path = files.path(workdir, files.RESULTS)
+  results = files.read_json(workdir, files.RESULTS) if os.path.exists(path) else {}
   results.update(scores, steps=int(state.step), train_loss=float(state.last_loss),
                  level_names=list(data.level_names), eval_split=eval_split(config),
                  config=config.to_dict())
   if is_lead():
-    write_json(path, results)
+    files.write_json(path, results)
   return results
 
 
@@ -439,31 +422,8 @@ def eval_split(config: ml_collections.ConfigDict) -> str:
   return config.dataset.get("eval_split", "test")
 
 
-def summary(results: Dict[str, Any], workdir: str) -> str:
-  """A few lines for the console: accuracies per level and where the results are."""
-  names = results.get("level_names") or [str(h) for h in
-                                          range(len(results["linear_probe_accuracy"]))]
-  per_level = lambda key: ", ".join(f"{n} {100 * a:.2f}%" for n, a in zip(names, results[key]))
-  return "\n".join([
-      f"scores on the {results.get('eval_split', 'test')} split",
-      f"linear probe: {per_level('linear_probe_accuracy')}",
-      f"kNN:          {per_level('knn_accuracy')}",
-      f"hierarchical consistency {results['hierarchical_consistency']:.4f}, "
-      f"embedding variance {results['embedding_variance']:.4f}, "
-      f"train loss {results['train_loss']:.4f} after {results['steps']} steps",
-      f"results: {os.path.join(workdir, 'results.json')}"])
-
-
 # ----------------------------------------------------------------------------
 # Reuse
-
-
-def data_spec(data: Dataset) -> Dict[str, Any]:
-  """What `load_encoder` needs to know of the data without loading it."""
-  return {"name": data.name, "kind": data.kind, "num_levels": data.num_levels,
-          "num_train": len(data.train_x), "input_shape": list(data.train_x.shape[1:]),
-          "input_dtype": str(data.train_x.dtype), "num_classes": list(data.num_classes),
-          "level_names": list(data.level_names)}
 
 
 def load_encoder(workdir: str) -> Callable[[Any], Dict[str, jnp.ndarray]]:
@@ -474,8 +434,8 @@ def load_encoder(workdir: str) -> Callable[[Any], Dict[str, jnp.ndarray]]:
     taking raw inputs as the data set stores them (uint8 images ``[N, H, W,
     C]`` or float point clouds ``[N, P, 3]``); evaluation mode, no augmentation.
   """
-  config, spec = (ml_collections.ConfigDict(read_json(workdir, name))
-                  for name in ("config.json", "data_spec.json"))
+  config, spec = (ml_collections.ConfigDict(files.read_json(workdir, name))
+                  for name in (files.CONFIG, files.DATA_SPEC))
   model = models.create_model(config.model, num_levels=spec.num_levels,
                               attention_heads=methods.uses_attention_heads(config.method))
   kind = spec.kind

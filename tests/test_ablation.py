@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from hmlc_jax import ablation
+from hmlc_jax import ablation, sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,23 +24,23 @@ def run_ablation(out, *extra):
 
 
 def test_parse_and_split_variants():
-  assert ablation.parse_variant("default") == {}
-  assert ablation.parse_variant("gmm.num_iters=3+gmm.mask_grad=soft+augment.crop_scale=(0.9,1)"
+  assert sweeps.parse_variant("default") == {}
+  assert sweeps.parse_variant("gmm.num_iters=3+gmm.mask_grad=soft+augment.crop_scale=(0.9,1)"
                                 ) == {"gmm.num_iters": 3, "gmm.mask_grad": "soft",
                                       "augment.crop_scale": (0.9, 1)}
   assert ablation.split_variants("default,a=(1,2),b=x+c=3") == ["default", "a=(1,2)",
                                                                 "b=x+c=3"]
   with pytest.raises(ValueError, match="FIELD=VALUE"):
-    ablation.parse_variant("gmm.num_iters")
+    sweeps.parse_variant("gmm.num_iters")
 
 
 def test_apply_overrides_sets_nested_fields_and_rejects_unknown_ones():
   config = ml_collections.ConfigDict(dict(temperature=0.1, gmm=dict(order="descending")))
-  ablation.apply_overrides(config, {"gmm.order": "ascending", "temperature": 0.5})
+  sweeps.apply_overrides(config, {"gmm.order": "ascending", "temperature": 0.5})
   assert config.gmm.order == "ascending" and config.temperature == 0.5
   for field in ("gmm.orders", "gmn.order", "temperature.x"):
     with pytest.raises(ValueError, match="not a config field"):
-      ablation.apply_overrides(config, {field: 1})
+      sweeps.apply_overrides(config, {field: 1})
 
 
 def test_smoke_ablation_table_validation_and_resume(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hmlc_jax import analysis
+from hmlc_jax import analysis, evaluate
 
 
 def silhouette_oracle(x, y):
@@ -28,14 +28,14 @@ def test_silhouette_matches_the_definition():
   centres = rng.normal(size=(40, 8))
   x = centres[fine] + 0.5 * rng.normal(size=(60, 8))
   labels = np.stack([coarse, fine], axis=1)
-  got = analysis.silhouette_per_level(x, labels, max_points=100)
+  got = evaluate.silhouette_per_level(x, labels, max_points=100)
   for level in range(2):
     assert got[level] == pytest.approx(silhouette_oracle(x, labels[:, level]), abs=1e-9)
   # Subsampling scores the oracle on the chosen rows; undefined levels give None.
-  rows = analysis.subsample(60, 25, seed=3)
-  sub = analysis.silhouette_per_level(x, labels, max_points=25, seed=3)
+  rows = evaluate.subsample(60, 25, seed=3)
+  sub = evaluate.silhouette_per_level(x, labels, max_points=25, seed=3)
   assert sub[0] == pytest.approx(silhouette_oracle(x[rows], coarse[rows]), abs=1e-9)
-  assert analysis.silhouette_per_level(x, np.zeros((60, 1), int)) == [None]
+  assert evaluate.silhouette_per_level(x, np.zeros((60, 1), int)) == [None]
 
 
 def test_tsne_keeps_separated_clusters_apart(tmp_path):

@@ -48,6 +48,10 @@ def test_suite_writes_table_json_and_figure(suite):
       stats = summary["methods"][method][key]
       np.testing.assert_allclose(stats["mean"], values.mean(0), rtol=1e-12)
       np.testing.assert_allclose(stats["std"], values.std(0, ddof=1), rtol=1e-12)
+    groups = [json.loads((out / "runs" / f"{method}_seed{s}" / "levels.json").read_text())
+              for s in range(2)]                  # the levels diagnostic of every run
+    assert summary["methods"][method]["feature_groups"]["values"] == [g["groups"] for g in groups]
+  assert "feature groups" in md
 
 
 def test_ordering_reads_each_digit_from_either_order(suite):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hmlc_jax import compare, methods
+from hmlc_jax import methods, sweeps
 from hmlc_jax.gmm import GMMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ def test_there_are_training_configs():
 
 @pytest.mark.parametrize("name", TRAINING_CONFIGS)
 def test_config_method_and_gmm_defaults(name):
-  config = compare.config_from_file(str(ROOT / "configs" / name))
+  config = sweeps.config_from_file(str(ROOT / "configs" / name))
   assert config.method in methods.METHODS
   assert config.gmm.to_dict() == dataclasses.asdict(GMMConfig())
 

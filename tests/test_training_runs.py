@@ -54,6 +54,9 @@ def test_progress_metrics_and_tensorboard(reference):
   events = list((Path(workdir) / "tensorboard").glob("events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
   assert checkpoint_steps(workdir)[-1] == 40
+  last = results(workdir)["last_logged"]           # the last logged step, in results.json
+  assert last["step"] == 40 and set(last) >= {"loss", "level_dims/0", "level_loss/1"}
+  assert f"level_dims/0={last['level_dims/0']:.4g}" in run.stderr
 
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):

@@ -20,9 +20,17 @@ def default_data_dir() -> str:
                                                       "tensorflow_datasets"))
 
 
+def quiet_tensorflow() -> None:
+  """Keeps TensorFlow's start-up lines (oneDNN notice, absl pre-init warning) off
+  stderr, so that an error stays one line; TensorFlow only reads data here, so
+  its oneDNN kernels do not matter. Must run before TensorFlow is imported."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def import_tfds():
   """Imports tensorflow-datasets with TensorFlow hidden from every GPU."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  quiet_tensorflow()
   import tensorflow as tf
   try:
     tf.config.set_visible_devices([], "GPU")

@@ -9,3 +9,14 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "hmlc_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+# The longest files first (measured with --durations), so that with
+# `-n 2 --dist loadfile` no long file starts last and runs alone at the end.
+LONGEST_FIRST = ["test_reliability.py", "test_losses.py", "test_gmm.py", "test_degenerate.py",
+                 "test_benchmarks.py", "test_compare.py", "test_training_runs.py",
+                 "test_learning.py", "test_multihost.py", "test_multidevice.py"]
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: file order kept

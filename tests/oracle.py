@@ -99,3 +99,55 @@ def masked_levels(embeddings, masks, labels, temperature=0.07, base_temperature=
   if full_weight:
     total += full_weight * supcon(normalise(z), labels[:, -1], temperature, base_temperature)
   return total, losses
+
+
+def gmm_em(x, k, num_iters=10, var_floor=1e-6, count_floor=1e-3):
+  """1-D EM per row of ``x`` [R, N], in float64, from `fit_gmm`'s equations.
+
+  Each row is standardised (mean 0; squared scale = variance + 1e-6 * second
+  moment + 1e-20), starts from hard equal-width bins over [min, max], and
+  runs M-step / E-step pairs where every component also holds ``count_floor``
+  pseudo-points at 0 of variance 1, and ``var_floor`` is added to every
+  variance. Returns weights, means, variances [R, K] and responsibilities
+  [R, N, K] in the units of ``x``.
+  """
+  x = np.asarray(x, np.float64)
+  out = {name: [] for name in ("weights", "means", "variances", "responsibilities")}
+  for row in x:
+    centre = row.mean()
+    scale2 = row.var() + 1e-6 * np.mean(row ** 2) + 1e-20
+    u = (row - centre) / math.sqrt(scale2)
+    width = (u.max() - u.min()) / k
+    bins = np.floor((u - u.min()) / width) if width > 0 else np.zeros_like(u)
+    resp = np.zeros((len(u), k))
+    resp[np.arange(len(u)), np.clip(bins, 0, k - 1).astype(int)] = 1.0
+    for step in range(num_iters + 1):
+      counts = resp.sum(0) + count_floor
+      weights = counts / counts.sum()
+      means = (resp * u[:, None]).sum(0) / counts
+      variances = ((resp * (u[:, None] - means) ** 2).sum(0) + count_floor) / counts + var_floor
+      log_joint = (np.log(weights) - 0.5 * np.log(2 * math.pi * variances)
+                   - 0.5 * (u[:, None] - means) ** 2 / variances)
+      log_joint -= log_joint.max(1, keepdims=True)
+      resp = np.exp(log_joint) / np.exp(log_joint).sum(1, keepdims=True)
+    out["weights"].append(weights)
+    out["means"].append(centre + math.sqrt(scale2) * means)
+    out["variances"].append(scale2 * variances)
+    out["responsibilities"].append(resp)
+  return {name: np.stack(values) for name, values in out.items()}
+
+
+def clamped_assignment(x, argmax, k, min_dims, descending):
+  """`hard_assignment` of one row: rank the values, cut the ranks where the
+  argmax counts say, every cut moved so each level keeps ``min_dims``."""
+  n = len(x)
+  order = np.argsort(-x if descending else x, kind="stable")
+  rank = np.empty(n, np.int64)
+  rank[order] = np.arange(n)
+  counts = np.bincount(argmax, minlength=k)
+  cuts, previous, total = [], 0, 0
+  for c in range(k - 1):
+    total += counts[c]
+    previous = int(np.clip(total, previous + min_dims, n - (k - 1 - c) * min_dims))
+    cuts.append(previous)
+  return np.searchsorted(np.asarray(cuts), rank, side="right")

@@ -1,16 +1,10 @@
-"""The hdigits configs' :smoke variants train, checkpoint and evaluate.
+"""The hdigits :smoke config in bfloat16 compute, end to end.
 
-SupCon and HMCE run end to end (and must learn) in tests/test_learning.py on
-the hfashion configs; here the two masked methods and bf16 compute.
+The float32 config runs end to end through main.py in tests/test_training_runs.py,
+every method's step in tests/test_train.py, and SupCon, HMCE, G-HMLC and A-HMLC
+must learn in tests/test_learning.py.
 """
-import pytest
-
 from tests.smoke import run_and_check, smoke_config
-
-
-@pytest.mark.parametrize("method", ["ghmlc", "ahmlc"])
-def test_hdigits_smoke(method, tmp_path):
-  run_and_check(smoke_config(f"hdigits_{method}"), tmp_path)
 
 
 def test_hdigits_smoke_bfloat16_compute(tmp_path):

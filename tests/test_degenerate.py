@@ -14,7 +14,7 @@ from hmlc_jax import losses
 from hmlc_jax.gmm import GMMConfig
 
 DIM = 8
-EXAMPLES = 500
+EXAMPLES = 250
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
 

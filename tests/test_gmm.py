@@ -8,6 +8,7 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 from hmlc_jax.gmm import GMMConfig, fit_gmm, hard_assignment, level_masks
+from tests import oracle
 
 MIXTURES = [  # (weights, means, standard deviations): well separated, down to 5%
     ((0.95, 0.05), (0.0, 6.0), (1.0, 0.5)),
@@ -128,21 +129,6 @@ def test_bad_arguments_are_named():
     GMMConfig(init="kmeans")
 
 
-def _clamped_assignment_oracle(x, argmax, k, min_dims, descending):
-  """NumPy reference of `hard_assignment`: rank by value, clamp the cumulative cuts."""
-  n = len(x)
-  order = np.argsort(-x if descending else x, kind="stable")
-  rank = np.empty(n, np.int64)
-  rank[order] = np.arange(n)
-  counts = np.bincount(argmax, minlength=k)
-  cuts, previous, total = [], 0, 0
-  for c in range(k - 1):
-    total += counts[c]
-    previous = int(np.clip(total, previous + min_dims, n - (k - 1 - c) * min_dims))
-    cuts.append(previous)
-  return np.searchsorted(np.asarray(cuts), rank, side="right")
-
-
 @pytest.mark.parametrize("descending", [True, False])
 @pytest.mark.parametrize("min_dims", [1, 5, 20, 42])
 def test_hard_assignment_against_oracle(min_dims, descending):
@@ -154,9 +140,45 @@ def test_hard_assignment_against_oracle(min_dims, descending):
   ours = np.asarray(hard_assignment(jnp.asarray(x, jnp.float32), jnp.asarray(resp), min_dims,
                                     descending=descending))
   for row in range(len(x)):
-    ref = _clamped_assignment_oracle(x[row], resp[row].argmax(-1), 3, min_dims, descending)
+    ref = oracle.clamped_assignment(x[row], resp[row].argmax(-1), 3, min_dims, descending)
     np.testing.assert_array_equal(ours[row], ref)
     assert np.bincount(ours[row], minlength=3).min() >= min_dims
+
+
+def _unstructured_rows(rng, dim=128):
+  """Rows with no mixture in them: normal, uniform, heavy-tailed, skewed."""
+  return np.stack([rng.standard_normal(dim), rng.uniform(-1, 1, dim),
+                   rng.standard_t(3.0, dim), rng.exponential(1.0, dim),
+                   0.01 * rng.standard_normal(dim) + 3.0,
+                   rng.laplace(0, 2, dim)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_fit_matches_the_float64_em_on_unstructured_rows(k):
+  x = _unstructured_rows(np.random.default_rng(k))
+  fit = fit_gmm(jnp.asarray(x, jnp.float32), k)
+  ref = oracle.gmm_em(x, k)
+  for name in ("weights", "means", "variances"):
+    np.testing.assert_allclose(getattr(fit, name), ref[name], rtol=2e-3, atol=2e-5,
+                               err_msg=name)
+  np.testing.assert_allclose(fit.responsibilities, ref["responsibilities"], atol=2e-3)
+
+
+@pytest.mark.parametrize("min_share", [0.0, 0.25])
+@pytest.mark.parametrize("k", [2, 3])
+def test_level_masks_match_the_float64_em_on_unstructured_rows(k, min_share):
+  """Per-sample masks: the oracle's components ordered by mean (descending),
+  the argmax assignment, clamped to the floor, one-hot per level."""
+  x = _unstructured_rows(np.random.default_rng(10 + k))
+  masks, _ = level_masks(jnp.asarray(x, jnp.float32), k,
+                         GMMConfig(fit_over="sample", min_share=min_share))
+  ref = oracle.gmm_em(x, k)
+  min_dims = min(int(np.floor(min_share * x.shape[1])), x.shape[1] // k)
+  for row in range(len(x)):
+    order = np.argsort(-ref["means"][row], kind="stable")
+    argmax = ref["responsibilities"][row][:, order].argmax(-1)
+    level = oracle.clamped_assignment(x[row], argmax, k, min_dims, descending=True)
+    np.testing.assert_array_equal(np.asarray(masks[row]), np.eye(k)[level].T, err_msg=row)
 
 
 def test_hard_assignment_is_the_argmax_above_the_floor():

@@ -4,25 +4,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.test_training_runs import ROOT, SCORES, checkpoint_steps, environment, results
-
-ARGS = ["--config=configs/hdigits_hmce.py:smoke", "--config.num_train_steps=30",
-        "--config.checkpoint_every_steps=3", "--config.log_every_steps=10"]
-
-
-def command(workdir, *extra):
-  return [sys.executable, "main.py", *ARGS, f"--workdir={workdir}", *extra]
-
-
-def run(workdir, *extra):
-  return subprocess.run(command(workdir, *extra), cwd=ROOT, env=environment(),
-                        capture_output=True, text=True, timeout=300)
+from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, environment, results,
+                        run, shared_reference)
 
 
 def snapshot(workdir):
@@ -47,10 +35,9 @@ def rerun_matches_reference(workdir, reference):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("reference")
-  done = run(workdir)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert checkpoint_steps(workdir) == [24, 27, 30]
+  """The run tests' shared reference (tests/runs.py): read-only, copy to change it."""
+  workdir = shared_reference(tmp_path_factory)[0]
+  assert checkpoint_steps(workdir) == [24, 27, 30] and STEPS == 30
   return workdir
 
 
@@ -75,19 +62,41 @@ def test_sigterm_checkpoints_the_step_reached_exits_0_and_resumes_exactly(refere
   assert f"resuming from the checkpoint at step {step}" in rerun.stderr
 
 
-def test_corrupt_newest_checkpoint_warns_and_resumes_from_the_previous(reference, tmp_path):
-  workdir = tmp_path / "corrupt"
-  shutil.copytree(reference, workdir)
-  os.remove(workdir / "results.json")
-  for root, _, files in os.walk(workdir / "checkpoints" / "30"):
-    for name in files:                         # truncate every file of the newest step
+def truncate_checkpoint(workdir, step):
+  """Cuts every file of checkpoint ``step`` to a third of its size."""
+  for root, _, files in os.walk(workdir / "checkpoints" / str(step)):
+    for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(max(0, os.path.getsize(os.path.join(root, name)) // 3))
+
+
+def copy_without_results(reference, workdir):
+  shutil.copytree(reference, workdir)
+  os.remove(workdir / "results.json")
+  return workdir
+
+
+def test_corrupt_newest_checkpoint_warns_and_resumes_from_the_previous(reference, tmp_path):
+  workdir = copy_without_results(reference, tmp_path / "corrupt")
+  truncate_checkpoint(workdir, 30)
   rerun = rerun_matches_reference(workdir, reference)
   warnings = [l for l in rerun.stderr.splitlines() if l.startswith("warning: the checkpoint")]
   assert len(warnings) == 1 and "step 30 cannot be read" in warnings[0]
   assert "resuming from the checkpoint at step 27" in rerun.stderr
   assert (workdir / "unreadable_checkpoints" / "30").is_dir()
+  assert checkpoint_steps(workdir) == [24, 27, 30]
+
+
+def test_every_checkpoint_unreadable_warns_for_each_and_trains_from_scratch(reference, tmp_path):
+  workdir = copy_without_results(reference, tmp_path / "all_corrupt")
+  for step in (24, 27, 30):
+    truncate_checkpoint(workdir, step)
+  rerun = rerun_matches_reference(workdir, reference)     # seeded: the same run again
+  warnings = [l for l in rerun.stderr.splitlines() if l.startswith("warning: the checkpoint")]
+  assert [w.split("step ")[1].split()[0] for w in warnings] == ["30", "27", "24"], warnings
+  assert "resuming" not in rerun.stderr
+  assert sorted(p.name for p in (workdir / "unreadable_checkpoints").iterdir()) == [
+      "24", "27", "30"]
   assert checkpoint_steps(workdir) == [24, 27, 30]
 
 

@@ -11,52 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
-          "embedding_variance", "train_loss", "steps")
-ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", "--config.num_train_steps=40",
-        "--config.checkpoint_every_steps=2", "--config.log_every_steps=10"]
-
-
-def command(workdir, *extra):
-  return [sys.executable, "main.py", *ARGS, f"--workdir={workdir}", *extra]
-
-
-def environment(devices=1):
-  return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-
-
-def results(workdir):
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
-
-
-def checkpoint_steps(workdir):
-  path = os.path.join(workdir, "checkpoints")
-  return sorted(int(p) for p in os.listdir(path) if p.isdigit()) if os.path.isdir(path) else []
+from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
+                        results, run, shared_reference)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("reference")
-  run = subprocess.run(command(workdir), cwd=ROOT, env=environment(), capture_output=True,
-                       text=True, timeout=300)
-  assert run.returncode == 0, run.stderr[-2000:]
-  return workdir, run
+  return shared_reference(tmp_path_factory)
 
 
 def test_progress_metrics_and_tensorboard(reference):
-  workdir, run = reference
-  assert "step/s" in run.stderr or "s/step" in run.stderr        # tqdm rate (and ETA)
-  assert "step 10: " in run.stderr and "level_loss/0=" in run.stderr
-  assert "linear probe: category" in run.stdout
+  workdir, stdout, stderr = reference
+  assert "step/s" in stderr or "s/step" in stderr                # tqdm rate (and ETA)
+  assert "step 10: " in stderr and "level_loss/0=" in stderr
+  assert "linear probe: category" in stdout
   events = list((Path(workdir) / "tensorboard").glob("events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
-  assert checkpoint_steps(workdir)[-1] == 40
+  assert checkpoint_steps(workdir)[-1] == STEPS
   last = results(workdir)["last_logged"]           # the last logged step, in results.json
-  assert last["step"] == 40 and set(last) >= {"loss", "level_dims/0", "level_loss/1"}
-  assert f"level_dims/0={last['level_dims/0']:.4g}" in run.stderr
+  assert last["step"] == STEPS and set(last) >= {"loss", "level_dims/0", "level_loss/1"}
+  assert f"level_dims/0={last['level_dims/0']:.4g}" in stderr
 
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
@@ -69,10 +43,9 @@ def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
   killed_at = checkpoint_steps(workdir)
-  assert killed_at and killed_at[-1] < 40, killed_at      # really interrupted mid-training
+  assert killed_at and killed_at[-1] < STEPS, killed_at      # really interrupted mid-training
   assert not (workdir / "results.json").exists()
-  rerun = subprocess.run(command(workdir), cwd=ROOT, env=environment(), capture_output=True,
-                         text=True, timeout=300)
+  rerun = run(workdir)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resuming from the checkpoint at step" in rerun.stderr
   expected, got = results(reference[0]), results(workdir)
@@ -95,19 +68,19 @@ def test_load_encoder_reproduces_the_evaluated_embeddings(reference):
                              results(workdir)["embedding_variance"], rtol=1e-5)
 
 
-def test_eval_mode_reproduces_the_runs_scores(reference):
+def test_eval_mode_reproduces_the_runs_scores(reference, tmp_path):
   from hmlc_jax import train
   import ml_collections
-  workdir = reference[0]
+  workdir = copy_of(reference[0], tmp_path / "run")
   before = results(workdir)
   again = train.evaluate_workdir(ml_collections.ConfigDict(before["config"]), str(workdir))
   for key in SCORES:
     assert again[key] == before[key], key
 
 
-def test_tsne_mode_draws_one_panel_per_level(reference):
+def test_tsne_mode_draws_one_panel_per_level(reference, tmp_path):
   from PIL import Image
-  workdir = reference[0]
+  workdir = copy_of(reference[0], tmp_path / "run")
   run = subprocess.run([sys.executable, "main.py", "--config=configs/hdigits_ghmlc.py:smoke",
                         f"--workdir={workdir}", "--mode=tsne"], cwd=ROOT, env=environment(),
                        capture_output=True, text=True, timeout=300)
@@ -117,9 +90,9 @@ def test_tsne_mode_draws_one_panel_per_level(reference):
     assert image.size == (352, 704)            # 1 method column x 2 level rows, 3.2 in at 110 dpi
 
 
-def test_levels_diagnostic_reports_groups_beside_the_tree(reference):
+def test_levels_diagnostic_reports_groups_beside_the_tree(reference, tmp_path):
   from hmlc_jax import analysis
-  workdir = str(reference[0])
+  workdir = str(copy_of(reference[0], tmp_path / "run"))
   report = analysis.levels_workdir(workdir, max_points=200)
   assert report["label_depth"] == 2 and report["level_names"] == ["category", "class"]
   assert 1 <= report["groups"] == len(report["components"]) <= 8

@@ -1,0 +1,66 @@
+"""main.py runs for the run tests, and the one reference run they share.
+
+The reference (hdigits G-HMLC smoke, 30 steps, a checkpoint every 3) is
+trained once per test session, whichever xdist worker asks first; the others
+wait on a lock and read it. Tests that write into a run work on a copy.
+"""
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
+          "embedding_variance", "train_loss", "steps")
+STEPS = 30
+ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", f"--config.num_train_steps={STEPS}",
+        "--config.checkpoint_every_steps=3", "--config.log_every_steps=10"]
+
+
+def command(workdir, *extra):
+  return [sys.executable, "main.py", *ARGS, f"--workdir={workdir}", *extra]
+
+
+def environment(devices=1):
+  return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def run(workdir, *extra):
+  return subprocess.run(command(workdir, *extra), cwd=ROOT, env=environment(),
+                        capture_output=True, text=True, timeout=300)
+
+
+def results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def checkpoint_steps(workdir):
+  path = os.path.join(workdir, "checkpoints")
+  return sorted(int(p) for p in os.listdir(path) if p.isdigit()) if os.path.isdir(path) else []
+
+
+def shared_reference(tmp_path_factory):
+  """``(workdir, stdout, stderr)`` of the session's reference run (read-only)."""
+  base = tmp_path_factory.getbasetemp()
+  uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+  root = base.parent / f"shared-{uid}" if uid else base / "shared"
+  root.mkdir(parents=True, exist_ok=True)
+  workdir, log = root / "reference", root / "reference.json"
+  with open(root / "reference.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not log.exists():
+      done = run(workdir)
+      assert done.returncode == 0, done.stderr[-2000:]
+      log.write_text(json.dumps(dict(stdout=done.stdout, stderr=done.stderr)))
+  out = json.loads(log.read_text())
+  return workdir, out["stdout"], out["stderr"]
+
+
+def copy_of(workdir, destination):
+  shutil.copytree(workdir, destination)
+  return Path(destination)

@@ -1,11 +1,10 @@
 """A CIFAR-100 :smoke config trains and evaluates end to end on tensorflow-datasets
 mock data (one method: every method's step is tests/test_train.py's)."""
 import pytest
+import tensorflow_datasets as tfds
 
 from tests.fixtures import mock_as_dataset, write_cifar_metadata
 from tests.smoke import run_and_check, smoke_config
-
-tfds = pytest.importorskip("tensorflow_datasets")
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import pytest
 from hmlc_jax.data import composite, hmnist
 from hmlc_jax.errors import UserInputError
 from tests.fixtures import MNIST_SIZES, mock_mnist, write_tfds_metadata
+import tensorflow_datasets as tfds
 from tests.smoke import run_and_check, smoke_config
-
-tfds = pytest.importorskip("tensorflow_datasets")
 
 
 @pytest.fixture(scope="module")

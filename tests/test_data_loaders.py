@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import ml_collections
 import numpy as np
 import pytest
@@ -48,7 +49,8 @@ def assert_tree_labels(labels: np.ndarray, num_classes) -> None:
 
 @pytest.fixture
 def tfds_module():
-  return pytest.importorskip("tensorflow_datasets")
+  import tensorflow_datasets          # a requirement: imported when a test needs it
+  return tensorflow_datasets
 
 
 @pytest.fixture
@@ -171,8 +173,7 @@ MODELNET_ERRORS = {
         lambda root: write_h5(os.path.join(root, "ply_data_test0.h5"),
                               np.zeros((4, 16, 3), np.float32), np.zeros((3, 1), np.uint8)),
         "ply_data_test0.h5", "4 clouds"),
-    "no_label": (lambda root: pytest.importorskip("h5py").File(os.path.join(root, "ply_data_test0.h5"),
-                                                 "w").close(),
+    "no_label": (lambda root: h5py.File(os.path.join(root, "ply_data_test0.h5"), "w").close(),
                  "ply_data_test0.h5", "'label'"),
     "not_hdf5": (lambda root: pathlib.Path(root, "ply_data_test0.h5").write_bytes(b"x"),
                  "ply_data_test0.h5", "HDF5"),

@@ -40,12 +40,11 @@ def _child(entry, args, out_path, err_path):
     os.dup2(err.fileno(), 2)
   sys.stdout = os.fdopen(1, "w", buffering=1)
   sys.stderr = os.fdopen(2, "w", buffering=1)
+  sys.argv = [entry, *args]
   try:
     if entry.endswith(".py"):
-      sys.argv = [entry, *args]
       runpy.run_path(os.path.join(ROOT, entry), run_name="__main__")
     else:
-      sys.argv = [entry, *args]
       sys.modules.pop(entry, None)        # imported above for its imports' sake
       runpy.run_module(entry, run_name="__main__", alter_sys=True)
     code = 0

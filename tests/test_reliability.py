@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, environment, results,
-                        run, shared_reference)
+from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
+                        results, run, shared_reference)
 
 
 def snapshot(workdir):
@@ -71,7 +71,7 @@ def truncate_checkpoint(workdir, step):
 
 
 def copy_without_results(reference, workdir):
-  shutil.copytree(reference, workdir)
+  copy_of(reference, workdir)
   os.remove(workdir / "results.json")
   return workdir
 

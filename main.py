@@ -116,14 +116,12 @@ def main(argv):
     if FLAGS.mode == "train":
       results = train.train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "eval":
-      results = train.evaluate_workdir(config, workdir)
+      results = files.evaluate_workdir(config, workdir)
     elif FLAGS.mode == "tsne":
-      from hmlc_jax import analysis
-      print(f"wrote {analysis.tsne_workdir(workdir)}")
+      print(f"wrote {files.tsne_workdir(workdir)}")
       return
     else:
-      from hmlc_jax import analysis
-      report = analysis.levels_workdir(workdir)
+      report = files.levels_workdir(workdir)
       sizes = ", ".join(f"{c['dims']} dims at mean |z| {c['mean']:.3f}"
                         for c in report["components"])
       print(f"{report['groups']} feature groups ({sizes}) in the test embeddings of "
@@ -135,7 +133,7 @@ def main(argv):
   except NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  if not train.is_lead():
+  if not distributed.is_lead():
     return
   if results.get("stopped_by"):
     print(f"{results['stopped_by']}: stopped after step {results['steps']} with a checkpoint "

@@ -154,14 +154,14 @@ class Case:
 
   def __init__(self, path: str, config, xla_conv_grad: bool = False):
     import jax
-    from hmlc_jax import train
+    from hmlc_jax import train, train_state
     from hmlc_jax.data import augment
     self.path, self.config = path, config
     data = random_dataset(config, NUM_BATCHES * config.batch_size)
-    model = train.build_model(config, data, axis_name=train.AXIS)
+    model = train_state.build_model(config, data, axis_name=train.AXIS)
     sample = augment.prepare_eval(data.train_x[:1], data.kind)
-    state = train.create_train_state(config, model, sample, len(data.train_x))
-    _, schedule = train.make_optimizer(config, 10 ** 6, len(data.train_x))
+    state = train_state.create_train_state(config, model, sample, len(data.train_x))
+    _, schedule = train_state.make_optimizer(config, 10 ** 6, len(data.train_x))
     self.batches = [train.device_batch(data, config, s) for s in range(NUM_BATCHES)]
     self.state = train.replicate(state)
     step = train.pmapped_train_step(model, config, data.kind, schedule)
@@ -173,7 +173,7 @@ class Case:
     views = jax.numpy.asarray(augment.prepare_eval(
         data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
         data.kind))
-    plain = train.build_model(config, data)
+    plain = train_state.build_model(config, data)
     with conv_kernel_grads(xla=True):   # the same count for both kernel gradients
       self.model_flops = model_flops_per_view(
           plain, {"params": state.params, "batch_stats": state.batch_stats}, views)

@@ -24,12 +24,16 @@ import json
 import platform
 import time
 
-import ml_collections
+import os
+import sys
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from hmlc_jax.data import composite, hdigits
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import common  # noqa: E402
+from hmlc_jax.data import composite, hdigits  # noqa: E402
 
 
 def features(images: np.ndarray, layout: dict) -> dict:
@@ -58,8 +62,8 @@ def main():
   parser.add_argument("--json", default="benchmarks/results/hdigits_ceiling.json")
   args = parser.parse_args()
   images, targets = hdigits.source_images()
-  config = ml_collections.ConfigDict(dict(seed=0, train_size=args.train_size,
-                                          test_size=args.test_size))
+  config = common.base_config("supcon").dataset
+  config.update(name="hdigits", train_size=args.train_size, test_size=args.test_size)
   train, test = hdigits.layouts(config, targets)
   f_train, f_test = features(images, train), features(images, test)
   category = (train["category"], test["category"])

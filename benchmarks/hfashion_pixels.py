@@ -86,12 +86,12 @@ def probe_rows(data, train_x, test_x) -> list:
 
 
 def main(argv=None) -> None:
-  import ml_collections
+  from configs import common
   from hmlc_jax.data import hfashion
   args = parse_args(argv)
-  data = hfashion.load(ml_collections.ConfigDict(dict(
-      name="hfashion", data_dir=args.data_dir, download=True, seed=0,
-      train_size=args.train_size, test_size=0)))
+  config = common.base_config("supcon").dataset
+  config.update(name="hfashion", data_dir=args.data_dir, train_size=args.train_size)
+  data = hfashion.load(config)
   flat = lambda x: x.reshape(len(x), -1).astype(np.float64) / 255.0
   train_x, test_x = flat(data.train_x), flat(data.test_x)
   mean, std = train_x.mean(0), train_x.std(0) + 1e-8

@@ -39,12 +39,18 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
       attention_activation="sigmoid", dtype="float32",
-      convs_per_stage=2, space_to_depth=1, pool="mean"))   # the last three: small_cnn only
+      convs_per_stage=2, space_to_depth=1, pool="mean",   # these three: small_cnn only
+      zero_init_residual=False))    # resnets: last BatchNorm scale of each block at 0
+  # Every data set's fields; a loader reads the ones it knows (hmlc_jax.data).
   c.dataset = ml_collections.ConfigDict(dict(
-      name="cifar100", data_dir="", seed=0, download=True, num_points=1024,
-      train_size=0, test_size=0,
+      name="cifar100", data_dir="", seed=0, download=True,
+      train_size=0, test_size=0,    # 0: the data set's own size
       eval_split="test",            # or "validation": held out of train, to choose settings
-      validation_fraction=0.1))
+      validation_fraction=0.1,
+      num_points=1024,              # point clouds
+      canvas=56,                    # hmnist: composite side in pixels
+      level_order="category_first",  # hdigits, hmnist: or class_first (the digits swap roles)
+      test_fraction=0.3))           # hdigits: source images kept for the test split
   c.augment = image_augment()
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,
@@ -137,8 +143,7 @@ def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   c = small_cnn_on_cpu(method, "hdigits", image_augment(
       crop_scale=(0.9, 1.0), crop_ratio=(1.0, 1.0), flip=False, jitter_prob=0.8,
       grayscale_prob=0.0), 2e-3)
-  c.dataset.update(train_size=20000, test_size=5000, validation_fraction=0.2,
-                   level_order="category_first")   # or class_first: the digits swap roles
+  c.dataset.update(train_size=20000, test_size=5000, validation_fraction=0.2)
   c.num_epochs = 5.0                # 391 steps: the whole run fits 10 min on 2 CPU cores
   c.checkpoint_every_steps = 100
   c.log_every_steps = 25
@@ -170,8 +175,7 @@ def hfashion(method: str, arg: str) -> ml_collections.ConfigDict:
 def hmnist(method: str, arg: str) -> ml_collections.ConfigDict:
   """Hierarchical MNIST (tensorflow-datasets MNIST, 56x56 composites), CIFAR ResNet-18."""
   c = base_config(method)
-  c.dataset.update(name="hmnist", train_size=60000, test_size=10000, canvas=56,
-                   level_order="category_first")
+  c.dataset.update(name="hmnist", train_size=60000, test_size=10000)
   c.model.update(backbone="resnet18", width=64, dtype="bfloat16")
   c.augment = image_augment(crop_scale=(0.6, 1.0), flip=False, grayscale_prob=0.0)
   c.batch_size = 512

@@ -4,7 +4,11 @@
     python main.py --config=configs/demo.py:smoke          # tiny, seconds
     python main.py --config=configs/demo.py --config.gmm.mask_grad=soft
 """
+import dataclasses
+
 import ml_collections
+
+from hmlc_jax.gmm import GMMConfig
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -22,9 +26,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.full_weight = 0.0         # G-HMLC/A-HMLC extra terms (configs/common.py)
   config.instance_weight = 0.0
   config.enforce_hierarchy = False
-  config.gmm = ml_collections.ConfigDict(dict(
-      num_iters=10, var_floor=1e-6, count_floor=1e-3, init="range",
-      fit_over="sample", order="descending", mask_grad="hard"))
+  # GMMConfig's defaults, but a mixture per embedding: these embeddings are random.
+  config.gmm = ml_collections.ConfigDict(dataclasses.asdict(GMMConfig(fit_over="sample")))
   config.timing_repeats = 5        # timed forward+grad calls per loss
   if arg == "smoke":
     config.batch_size, config.embedding_dim, config.timing_repeats = 16, 16, 1

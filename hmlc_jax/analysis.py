@@ -1,11 +1,13 @@
-"""Analyses of trained embeddings: per-level silhouette and the t-SNE figure.
+"""Analyses of trained embeddings: the t-SNE figure and the feature-group count
+(`hmlc_jax.workdir` reads a trained run's embeddings for them).
 
-All of them work on the test split's L2-normalised embeddings ``z / |z|``
-(the space the contrastive losses shape). The t-SNE figure follows the G-HMLC
+The t-SNE works on L2-normalised embeddings ``z / |z|`` (the space the
+contrastive losses shape). The t-SNE figure follows the G-HMLC
 paper's Figure 4: one row per hierarchy level, one column per method, points
 coloured by that level's label.
 
     python main.py --config=configs/hdigits_ghmlc.py --mode=tsne --workdir=runs/x
+    python main.py --config=configs/hdigits_ghmlc.py --mode=levels --workdir=runs/x
 """
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from hmlc_jax import workdir as files
-from hmlc_jax.evaluate import subsample, unit_rows
+from hmlc_jax.evaluate import unit_rows
 
 
 def tsne_points(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -62,30 +63,6 @@ def tsne_figure(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
   return path
 
 
-def sample_test_embeddings(workdir: str, max_points: int, seed: int = 0) -> Dict[str, np.ndarray]:
-  """Embeddings ``[m, D]`` and labels ``[m, H]`` of a random test subset, from the
-  newest checkpoint of ``workdir`` (evaluation mode), with ``level_names``."""
-  import ml_collections
-  from hmlc_jax import train
-  from hmlc_jax.data import load_dataset
-  config = ml_collections.ConfigDict(files.read_json(workdir, files.CONFIG))
-  data = load_dataset(config.dataset)
-  rows = subsample(len(data.test_x), max_points, seed)
-  encode = train.load_encoder(workdir)
-  batch = config.eval.batch_size
-  embeddings = np.concatenate([np.asarray(encode(data.test_x[rows[i:i + batch]])["embedding"])
-                               for i in range(0, len(rows), batch)])
-  return {"embeddings": embeddings, "labels": data.test_y[rows],
-          "level_names": list(data.level_names), "method": config.method}
-
-
-def tsne_workdir(workdir: str, max_points: int = 2000, seed: int = 0) -> str:
-  """``workdir/tsne.png`` of one trained run (one column, one row per level)."""
-  found = sample_test_embeddings(workdir, max_points, seed)
-  panel = (found["method"], tsne_points(found["embeddings"], seed), found["labels"])
-  return tsne_figure([panel], found["level_names"], files.path(workdir, files.TSNE))
-
-
 def feature_groups(embeddings: np.ndarray, max_components: int = 8,
                    var_prior: float = 0.1) -> Dict:
   """How many feature groups an embedding ``[N, D]`` carries: a Dirichlet-process
@@ -106,14 +83,3 @@ def feature_groups(embeddings: np.ndarray, max_components: int = 8,
   return {"groups": int(fit.num_active),
           "components": [dict(weight=float(weights[k]), mean=float(means[k]),
                               dims=int(held[k])) for k in active]}
-
-
-def levels_workdir(workdir: str, max_points: int = 5000, seed: int = 0) -> Dict:
-  """``feature_groups`` of a trained run's test embeddings beside its label
-  tree's depth; written to ``workdir/levels.json``."""
-  found = sample_test_embeddings(workdir, max_points, seed)
-  report = dict(feature_groups(found["embeddings"]), method=found["method"],
-                label_depth=len(found["level_names"]), level_names=found["level_names"],
-                points=len(found["embeddings"]))
-  files.write_json(files.path(workdir, files.LEVELS), report)
-  return report

@@ -109,14 +109,13 @@ def train_missing(args, runs: List[Dict]) -> Dict[str, Dict]:
 
 def add_feature_groups(args, results: Dict[str, Dict]) -> None:
   """Each run's ``feature_groups``: the DP-mixture count of feature groups in its
-  test embeddings (`analysis.levels_workdir`, kept in the run's levels.json)."""
-  from hmlc_jax import analysis
+  test embeddings (`workdir.levels_workdir`, kept in the run's levels.json)."""
   for name, result in results.items():
     workdir = os.path.join(args.out, "runs", name)
     if os.path.exists(files.path(workdir, files.LEVELS)):
       report = files.read_json(workdir, files.LEVELS)
     else:
-      report = analysis.levels_workdir(workdir)
+      report = files.levels_workdir(workdir)
     result["feature_groups"] = report["groups"]
 
 
@@ -156,8 +155,8 @@ def tsne(args, results: Dict[str, Dict]) -> str:
   from hmlc_jax import analysis
   panels, names = [], None
   for m in args.methods:
-    found = analysis.sample_test_embeddings(os.path.join(args.out, "runs", run_name(m, 0)),
-                                            args.tsne_points)
+    found = files.sample_test_embeddings(os.path.join(args.out, "runs", run_name(m, 0)),
+                                         args.tsne_points)
     panels.append((m, analysis.tsne_points(found["embeddings"]), found["labels"]))
     names = found["level_names"]
   return analysis.tsne_figure(panels, names, os.path.join(args.out, "tsne.png"),

@@ -72,3 +72,17 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**{k: v for k, v in args.items() if v is not None})
   return True
+
+
+def is_lead() -> bool:
+  """Whether this is process 0, the one that writes logs and results."""
+  import jax
+  return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+  """Waits for every process of a multi-process run (no-op for one process)."""
+  import jax
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)

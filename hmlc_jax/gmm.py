@@ -117,9 +117,9 @@ class GMMFit(NamedTuple):
   log_likelihood: jnp.ndarray
 
 
-def fit_gmm(x: jnp.ndarray, num_components: int, *, num_iters: int = 10,
-            var_floor: float = 1e-6, count_floor: float = 1e-3,
-            init: str = "range") -> GMMFit:
+def fit_gmm(x: jnp.ndarray, num_components: int, *,     # defaults: GMMConfig's (its class fields)
+            num_iters: int = GMMConfig.num_iters, var_floor: float = GMMConfig.var_floor,
+            count_floor: float = GMMConfig.count_floor, init: str = GMMConfig.init) -> GMMFit:
   """Fits a 1-D Gaussian mixture by EM over the last axis of ``x``.
 
   Each row is first standardised by its own scale (the square root of its

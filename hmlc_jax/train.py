@@ -4,8 +4,8 @@
 set and model, resumes from the newest checkpoint in ``workdir/checkpoints``
 (if any), trains to ``num_train_steps`` with a pmapped `train_step`, then
 evaluates the frozen encoder (linear probe, kNN, ...) and writes
-``workdir/results.json``. `load_encoder(workdir)` gives users the trained
-encoder as a jitted function.
+``workdir/results.json`` (`hmlc_jax.workdir` names its files and reads them
+back: `workdir.load_encoder` gives users the trained encoder).
 
 Conventions: the global batch of ``config.batch_size`` examples is split
 evenly over the local devices; batch ``s`` is a pure function of
@@ -16,114 +16,27 @@ many devices and after a resume.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 from flax import jax_utils
-from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from hmlc_jax import checkpoints, evaluate, methods, models, progress, workdir as files
+
+from hmlc_jax import checkpoints, evaluate, methods, progress, workdir as files
 from hmlc_jax.data import Dataset, augment, load_dataset
-from hmlc_jax.errors import NonFiniteError, UserInputError
+from hmlc_jax.distributed import is_lead, sync
+from hmlc_jax.errors import NonFiniteError
 from hmlc_jax.preemption import StopSignals
+from hmlc_jax.train_state import (TrainState, build_model, check_config, create_train_state,
+                                  make_optimizer, total_steps)
 
 AXIS = "batch"
-OPTIMIZERS = ("sgd", "lars", "adamw")
-NAN_POLICIES = ("stop", "skip")
-
-
-class TrainState(train_state.TrainState):
-  """Optax train state plus BatchNorm statistics, the latest applied step's loss,
-  and the count of rejected (non-finite) updates: ``skips`` in all,
-  ``skip_run`` in a row now, ``longest_skip_run``, ``first_skip_step`` (-1: none)."""
-  batch_stats: Any
-  last_loss: jnp.ndarray
-  skips: jnp.ndarray
-  skip_run: jnp.ndarray
-  longest_skip_run: jnp.ndarray
-  first_skip_step: jnp.ndarray
-
-
-# ----------------------------------------------------------------------------
-# Set-up
-
-
-def check_config(config: ml_collections.ConfigDict, num_levels: int) -> None:
-  """Raises UserInputError naming the first bad field, before anything compiles."""
-  methods.check_method(config, num_levels)
-  for field in ("batch_size", "num_views", "checkpoint_every_steps", "log_every_steps"):
-    if config[field] < 1:
-      raise UserInputError(f"{field} must be at least 1, got {config[field]}")
-  if not config.learning_rate > 0:
-    raise UserInputError(f"learning_rate must be positive, got {config.learning_rate}")
-  if config.optimizer not in OPTIMIZERS:
-    raise UserInputError(f"unknown optimizer {config.optimizer!r}; choose one of "
-                         f"{list(OPTIMIZERS)}")
-  if config.num_train_steps <= 0 and not config.num_epochs > 0:
-    raise UserInputError("set num_epochs > 0 or num_train_steps > 0")
-  if config.nan_policy not in NAN_POLICIES:
-    raise UserInputError(f"unknown nan_policy {config.nan_policy!r}; choose one of "
-                         f"{list(NAN_POLICIES)}")
-  if config.get("loss_block_rows", 0) < 0:
-    raise UserInputError(f"loss_block_rows must be >= 0 (0: no blocks), got "
-                         f"{config.loss_block_rows}")
-  if config.max_skips < 1:
-    raise UserInputError(f"max_skips must be at least 1, got {config.max_skips}")
-  devices = jax.device_count()
-  if config.batch_size % devices:
-    raise UserInputError(f"batch_size {config.batch_size} is not divisible by the "
-                         f"{devices} devices; use a multiple of {devices}")
-
-
-def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
-  """``num_train_steps``, or ``num_epochs`` worth of global batches when it is -1."""
-  if config.num_train_steps > 0:
-    return int(config.num_train_steps)
-  return max(1, math.ceil(config.num_epochs * num_train / config.batch_size))
-
-
-def make_optimizer(config: ml_collections.ConfigDict, num_steps: int, num_train: int):
-  """Optax optimiser: ``warmup_epochs`` of linear warm-up, then cosine decay to zero.
-
-  Returns:
-    (gradient transformation, learning-rate schedule).
-  """
-  warmup = min(num_steps - 1, round(config.warmup_epochs * num_train / config.batch_size))
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, warmup_steps=max(warmup, 0),
-      decay_steps=max(num_steps, warmup + 1), end_value=0.0)
-  if config.optimizer == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(schedule, momentum=config.momentum))
-  elif config.optimizer == "lars":
-    tx = optax.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum)
-  else:
-    tx = optax.adamw(schedule, weight_decay=config.weight_decay)
-  return tx, schedule
-
-
-def create_train_state(config: ml_collections.ConfigDict, model, sample_input: np.ndarray,
-                       num_train: int) -> TrainState:
-  """Initial state from ``config.seed``; ``sample_input`` is one model input ``[1, ...]``."""
-  init = jax.jit(functools.partial(model.init, train=False))
-  # "rbg" keys compile ~10x faster than threefry on CPU; init runs once, on one device.
-  variables = init(jax.random.key(config.seed, impl="rbg"), jnp.asarray(sample_input))
-  tx, _ = make_optimizer(config, total_steps(config, num_train), num_train)
-  count = lambda value: jnp.full((), value, jnp.int32)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           batch_stats=variables.get("batch_stats", {}), tx=tx,
-                           last_loss=jnp.zeros((), jnp.float32), skips=count(0),
-                           skip_run=count(0), longest_skip_run=count(0),
-                           first_skip_step=count(-1))
-
-
 # ----------------------------------------------------------------------------
 # Data order
 
@@ -205,7 +118,7 @@ def train_step(state: TrainState, batch: Dict, *, model, config: ml_collections.
   # The losses return the global-batch loss on every device and each device's
   # share of its gradient: summing the shares gives the full gradient.
   grads = jax.lax.psum(grads, AXIS)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree_utils.tree_norm(grads)
   if config.inject_nonfinite_at_step >= 0:     # test hook: a non-finite step on purpose
     grad_norm = jnp.where(state.step + 1 == config.inject_nonfinite_at_step, jnp.nan, grad_norm)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -239,33 +152,7 @@ def pmapped_train_step(model, config: ml_collections.ConfigDict, kind: str, sche
 
 
 # ----------------------------------------------------------------------------
-# Checkpoints
-
-
-def restore_trained(workdir: str, config: ml_collections.ConfigDict, model,
-                    sample_input: np.ndarray, num_train: int) -> TrainState:
-  """The newest readable checkpoint of ``workdir``; UserInputError when there is none."""
-  if not os.path.isdir(files.path(workdir, files.CHECKPOINTS)):
-    raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
-                         f"(--mode=train)")
-  manager = checkpoints.manager_for(workdir, config.keep_checkpoints)
-  fresh = create_train_state(config, model, sample_input, num_train)
-  state = checkpoints.restore_newest_readable(manager, fresh)
-  manager.close()
-  if state is fresh:
-    raise UserInputError(f"no readable checkpoint under {workdir}/checkpoints; train first "
-                         f"(--mode=train)")
-  return state
-
-
-# ----------------------------------------------------------------------------
 # The run
-
-
-def build_model(config: ml_collections.ConfigDict, data: Dataset, axis_name=None):
-  return models.create_model(config.model, num_levels=data.num_levels,
-                             attention_heads=methods.uses_attention_heads(config.method),
-                             axis_name=axis_name)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
@@ -279,8 +166,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   model = build_model(config, data, axis_name=AXIS)
   sample = augment.prepare_eval(data.train_x[:1], data.kind)
   state = create_train_state(config, model, sample, len(data.train_x))
-  manager = checkpoints.manager_for(workdir, config.keep_checkpoints)
-  state = checkpoints.restore_newest_readable(manager, state)
+  manager = files.checkpoint_manager(workdir, config.keep_checkpoints)
+  state = files.restore_newest(workdir, manager, state)
   start = int(state.step)
   if start:
     logging.warning("resuming from the checkpoint at step %d", start)
@@ -361,9 +248,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   lead = is_lead()
   if overwrite:
     if lead:
-      checkpoints.clear(workdir)
+      files.clear(workdir)
     sync("workdir cleared")
-  checkpoints.check_resumable(workdir, config)
+  files.check_resumable(workdir, config)
   if lead:
     os.makedirs(workdir, exist_ok=True)
     files.write_json(files.path(workdir, files.CONFIG), config.to_dict())
@@ -379,72 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                  skipped_steps=run["skipped_steps"], examples_per_sec=run["examples_per_sec"],
                  last_logged=run["last_logged"],
                  wall_seconds=time.perf_counter() - wall_start,
-                 level_names=list(data.level_names), eval_split=eval_split(config),
+                 level_names=list(data.level_names), eval_split=files.eval_split(config),
                  config=config.to_dict())
   if lead:
     files.write_json(files.path(workdir, files.RESULTS), results)
   return results
-
-
-def is_lead() -> bool:
-  """Whether this is process 0, the one that writes logs and results."""
-  return jax.process_index() == 0
-
-
-def sync(name: str) -> None:
-  """Waits for every process of a multi-process run (no-op for one process)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
-
-
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Re-evaluates the newest checkpoint of ``workdir`` and updates its ``results.json``."""
-  data = load_dataset(config.dataset)
-  check_config(config, data.num_levels)
-  model = build_model(config, data)
-  state = restore_trained(workdir, config, model,
-                          augment.prepare_eval(data.train_x[:1], data.kind), len(data.train_x))
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  scores = evaluate.evaluate_encoder(model, variables, data, config.eval, config.seed)
-  path = files.path(workdir, files.RESULTS)
-  results = files.read_json(workdir, files.RESULTS) if os.path.exists(path) else {}
-  results.update(scores, steps=int(state.step), train_loss=float(state.last_loss),
-                 level_names=list(data.level_names), eval_split=eval_split(config),
-                 config=config.to_dict())
-  if is_lead():
-    files.write_json(path, results)
-  return results
-
-
-def eval_split(config: ml_collections.ConfigDict) -> str:
-  """The split the scores are measured on: "test" or "validation"."""
-  return config.dataset.get("eval_split", "test")
-
-
-# ----------------------------------------------------------------------------
-# Reuse
-
-
-def load_encoder(workdir: str) -> Callable[[Any], Dict[str, jnp.ndarray]]:
-  """The trained encoder of ``workdir`` (newest checkpoint) as a jitted function.
-
-  Returns:
-    ``encode(inputs) -> {"representation": [N, R], "embedding": [N, D]}``
-    taking raw inputs as the data set stores them (uint8 images ``[N, H, W,
-    C]`` or float point clouds ``[N, P, 3]``); evaluation mode, no augmentation.
-  """
-  config, spec = (ml_collections.ConfigDict(files.read_json(workdir, name))
-                  for name in (files.CONFIG, files.DATA_SPEC))
-  model = models.create_model(config.model, num_levels=spec.num_levels,
-                              attention_heads=methods.uses_attention_heads(config.method))
-  kind = spec.kind
-  sample = augment.prepare_eval(np.zeros([1] + list(spec.input_shape), spec.input_dtype), kind)
-  state = restore_trained(workdir, config, model, sample, spec.num_train)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-
-  @jax.jit
-  def encode(inputs):
-    outputs = model.apply(variables, augment.prepare_eval(inputs, kind), train=False)
-    return {k: outputs[k] for k in ("representation", "embedding")}
-  return encode

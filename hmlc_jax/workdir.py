@@ -1,22 +1,29 @@
-"""A training workdir's files: their names, JSON in and out, and what is printed.
+"""A training workdir: its files, the checks before resuming into it, and what
+is read back out of it (the trained state, the encoder, scores, figures).
 
     WORKDIR/config.json            the config the run was trained with
-    WORKDIR/data_spec.json         what `train.load_encoder` needs of the data
+    WORKDIR/data_spec.json         what `load_encoder` needs of the data
     WORKDIR/checkpoints/           orbax checkpoints (`hmlc_jax.checkpoints`)
     WORKDIR/unreadable_checkpoints/  checkpoints that failed to restore, set aside
     WORKDIR/tensorboard/           the scalars of every logged step
-    WORKDIR/results.json           scores (`train.train_and_evaluate`, ``--mode=eval``)
-    WORKDIR/levels.json            ``--mode=levels`` (`analysis.levels_workdir`)
-    WORKDIR/tsne.png               ``--mode=tsne`` (`analysis.tsne_workdir`)
+    WORKDIR/results.json           scores (`train.train_and_evaluate`, `evaluate_workdir`)
+    WORKDIR/levels.json            ``--mode=levels`` (`levels_workdir`)
+    WORKDIR/tsne.png               ``--mode=tsne`` (`tsne_workdir`)
 
-Every module names these files through this one (nothing here imports the
-rest of the package).
+Every module names these files through this one. `hmlc_jax.train` writes a
+workdir; the functions at the end read a trained one. Importing this module
+imports no jax (the sweeps name files before they split the CPU into
+devices); the functions that need jax import it.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict
+import shutil
+from typing import Any, Callable, Dict, Optional
+
+import ml_collections
+import numpy as np
 
 from hmlc_jax.errors import UserInputError
 
@@ -54,7 +61,7 @@ def write_json(file: str, payload: Dict[str, Any]) -> None:
 
 
 def data_spec(data) -> Dict[str, Any]:
-  """What `train.load_encoder` needs to know of a `Dataset` without loading it."""
+  """What `load_encoder` needs to know of a `Dataset` without loading it."""
   return {"name": data.name, "kind": data.kind, "num_levels": data.num_levels,
           "num_train": len(data.train_x), "input_shape": list(data.train_x.shape[1:]),
           "input_dtype": str(data.train_x.dtype), "num_classes": list(data.num_classes),
@@ -74,3 +81,173 @@ def summary(results: Dict[str, Any], workdir: str) -> str:
       f"embedding variance {results['embedding_variance']:.4f}, "
       f"train loss {results['train_loss']:.4f} after {results['steps']} steps",
       f"results: {path(workdir, RESULTS)}"])
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints and resuming
+
+# Fields whose change makes the saved state unusable or the run a different one.
+RESUME_FIELDS = ("method", "model", "dataset.name", "dataset.level_order", "batch_size",
+                 "num_views", "optimizer")
+
+
+def checkpoint_manager(workdir: str, keep: int):
+  """Orbax manager of ``workdir/checkpoints`` keeping the ``keep`` newest steps."""
+  from hmlc_jax import checkpoints
+  return checkpoints.manager_for(path(workdir, CHECKPOINTS), keep)
+
+
+def restore_newest(workdir: str, manager, state):
+  """`checkpoints.restore_newest_readable`, unreadable ones set aside in this workdir."""
+  from hmlc_jax import checkpoints
+  return checkpoints.restore_newest_readable(manager, state,
+                                             path(os.path.abspath(workdir), UNREADABLE_CHECKPOINTS))
+
+
+def field(config: Dict[str, Any], dotted: str) -> Optional[Any]:
+  node = config
+  for name in dotted.split("."):
+    node = node.get(name) if isinstance(node, dict) else None
+  return node
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """UserInputError when ``workdir`` holds checkpoints from a config that differs
+  from ``config`` in a `RESUME_FIELDS` field (resuming would fail or mix runs)."""
+  saved_config, folder = path(workdir, CONFIG), path(workdir, CHECKPOINTS)
+  has_checkpoints = os.path.isdir(folder) and os.listdir(folder)
+  if not (has_checkpoints and os.path.exists(saved_config)):
+    return
+  with open(saved_config) as f:
+    saved = json.load(f)
+  new = config.to_dict()
+  for name in RESUME_FIELDS:
+    before, now = field(saved, name), field(new, name)
+    if before != now:
+      raise UserInputError(
+          f"{workdir} was trained with {name}={_short(before)}, this config has "
+          f"{_short(now)}; use another --workdir, or --overwrite to start it afresh")
+
+
+def _short(value) -> str:
+  text = json.dumps(value, sort_keys=True)
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def clear(workdir: str) -> None:
+  """Removes what a previous run left in ``workdir`` (``--overwrite``)."""
+  for name in RUN_FOLDERS:
+    shutil.rmtree(path(workdir, name), ignore_errors=True)
+  for name in RUN_FILES + (LEVELS, TSNE):
+    if os.path.exists(path(workdir, name)):
+      os.remove(path(workdir, name))
+
+
+# ----------------------------------------------------------------------------
+# Reading a trained workdir
+
+
+def restore_trained(workdir: str, config: ml_collections.ConfigDict, model,
+                    sample_input: np.ndarray, num_train: int):
+  """The newest readable checkpoint of ``workdir``; UserInputError when there is none."""
+  from hmlc_jax import train_state
+  if not os.path.isdir(path(workdir, CHECKPOINTS)):
+    raise UserInputError(f"no checkpoint under {workdir}/checkpoints; train first "
+                         f"(--mode=train)")
+  manager = checkpoint_manager(workdir, config.keep_checkpoints)
+  fresh = train_state.create_train_state(config, model, sample_input, num_train)
+  state = restore_newest(workdir, manager, fresh)
+  manager.close()
+  if state is fresh:
+    raise UserInputError(f"no readable checkpoint under {workdir}/checkpoints; train first "
+                         f"(--mode=train)")
+  return state
+
+
+def eval_split(config: ml_collections.ConfigDict) -> str:
+  """The split the scores are measured on: "test" or "validation"."""
+  return config.dataset.eval_split
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Re-evaluates the newest checkpoint of ``workdir`` and updates its ``results.json``."""
+  from hmlc_jax import evaluate, train_state
+  from hmlc_jax.data import augment, load_dataset
+  from hmlc_jax.distributed import is_lead
+  data = load_dataset(config.dataset)
+  train_state.check_config(config, data.num_levels)
+  model = train_state.build_model(config, data)
+  state = restore_trained(workdir, config, model,
+                          augment.prepare_eval(data.train_x[:1], data.kind), len(data.train_x))
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  scores = evaluate.evaluate_encoder(model, variables, data, config.eval, config.seed)
+  file = path(workdir, RESULTS)
+  results = read_json(workdir, RESULTS) if os.path.exists(file) else {}
+  results.update(scores, steps=int(state.step), train_loss=float(state.last_loss),
+                 level_names=list(data.level_names), eval_split=eval_split(config),
+                 config=config.to_dict())
+  if is_lead():
+    write_json(file, results)
+  return results
+
+
+def load_encoder(workdir: str) -> Callable[[Any], Dict[str, Any]]:
+  """The trained encoder of ``workdir`` (newest checkpoint) as a jitted function.
+
+  Returns:
+    ``encode(inputs) -> {"representation": [N, R], "embedding": [N, D]}``
+    taking raw inputs as the data set stores them (uint8 images ``[N, H, W,
+    C]`` or float point clouds ``[N, P, 3]``); evaluation mode, no augmentation.
+  """
+  import jax
+  from hmlc_jax import train_state
+  from hmlc_jax.data import augment
+  config, spec = (ml_collections.ConfigDict(read_json(workdir, name))
+                  for name in (CONFIG, DATA_SPEC))
+  model = train_state.build_model(config, spec)
+  kind = spec.kind
+  sample = augment.prepare_eval(np.zeros([1] + list(spec.input_shape), spec.input_dtype), kind)
+  state = restore_trained(workdir, config, model, sample, spec.num_train)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  @jax.jit
+  def encode(inputs):
+    outputs = model.apply(variables, augment.prepare_eval(inputs, kind), train=False)
+    return {k: outputs[k] for k in ("representation", "embedding")}
+  return encode
+
+
+def sample_test_embeddings(workdir: str, max_points: int, seed: int = 0) -> Dict[str, np.ndarray]:
+  """Embeddings ``[m, D]`` and labels ``[m, H]`` of a random test subset, from the
+  newest checkpoint of ``workdir`` (evaluation mode), with ``level_names``."""
+  from hmlc_jax import evaluate
+  from hmlc_jax.data import load_dataset
+  config = ml_collections.ConfigDict(read_json(workdir, CONFIG))
+  data = load_dataset(config.dataset)
+  rows = evaluate.subsample(len(data.test_x), max_points, seed)
+  encode = load_encoder(workdir)
+  batch = config.eval.batch_size
+  embeddings = np.concatenate([np.asarray(encode(data.test_x[rows[i:i + batch]])["embedding"])
+                               for i in range(0, len(rows), batch)])
+  return {"embeddings": embeddings, "labels": data.test_y[rows],
+          "level_names": list(data.level_names), "method": config.method}
+
+
+def tsne_workdir(workdir: str, max_points: int = 2000, seed: int = 0) -> str:
+  """``workdir/tsne.png`` of one trained run (one column, one row per level)."""
+  from hmlc_jax import analysis
+  found = sample_test_embeddings(workdir, max_points, seed)
+  panel = (found["method"], analysis.tsne_points(found["embeddings"], seed), found["labels"])
+  return analysis.tsne_figure([panel], found["level_names"], path(workdir, TSNE))
+
+
+def levels_workdir(workdir: str, max_points: int = 5000, seed: int = 0) -> Dict:
+  """`analysis.feature_groups` of a trained run's test embeddings beside its label
+  tree's depth; written to ``workdir/levels.json``."""
+  from hmlc_jax import analysis
+  found = sample_test_embeddings(workdir, max_points, seed)
+  report = dict(analysis.feature_groups(found["embeddings"]), method=found["method"],
+                label_depth=len(found["level_names"]), level_names=found["level_names"],
+                points=len(found["embeddings"]))
+  write_json(path(workdir, LEVELS), report)
+  return report

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 
+import ml_collections
 import numpy as np
 
+from configs import common
 from hmlc_jax.data import modelnet40
 
 CIFAR_SIZES = {"train": 30, "test": 10}
+
+
+def section(_section: str, **fields) -> ml_collections.ConfigDict:
+  """``base_config``'s ``_section`` (dataset, model, augment) with ``fields`` set
+  (of any type: tests hand the loaders wrong ones)."""
+  return ml_collections.ConfigDict({**common.base_config("supcon")[_section].to_dict(), **fields})
 
 
 def coarse_of(fine: np.ndarray) -> np.ndarray:

@@ -17,10 +17,10 @@ import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from hmlc_jax.models import create_model
+from tests.fixtures import section
 
 LOCAL_BATCH = 4
 INPUTS = {"resnet18": (16, 16, 3), "pointnet": (32, 3)}
@@ -42,9 +42,8 @@ def tree_difference(multi, single, reduce=None) -> float:
 
 
 def make_model(backbone: str, axis_name: str | None):
-  config = ml_collections.ConfigDict(dict(
-      backbone=backbone, width=4, projection_dim=8, projection_hidden_dim=16,
-      attention_activation="sigmoid", dtype="float32"))
+  config = section("model", backbone=backbone, width=4, projection_dim=8,
+                   projection_hidden_dim=16)
   return create_model(config, num_levels=2, attention_heads=True, axis_name=axis_name)
 
 

@@ -1,23 +1,13 @@
 """On-device augmentation: exact in its limits, independent of how a batch is split."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from configs import common
 from hmlc_jax.data import augment
 
 
-def image_config(**kw):
-  c = dict(crop_scale=(0.2, 1.0), flip=True, color_jitter=(0.4, 0.4, 0.4, 0.1),
-           jitter_prob=0.8, grayscale_prob=0.2)
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
-
-
-def point_config(**kw):
-  c = dict(scale=(0.8, 1.25), up_axis=2, jitter_sigma=0.01, jitter_clip=0.05, max_dropout=0.875)
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
+image_config, point_config = common.image_augment, common.point_augment
 
 
 def images(n=6, c=3, seed=0):

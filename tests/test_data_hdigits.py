@@ -1,14 +1,14 @@
 """hdigits: the composites are what DESIGN.md describes, from disjoint sources."""
-import ml_collections
 import numpy as np
 import pytest
 
 from hmlc_jax.data import composite, hdigits
 from hmlc_jax.errors import UserInputError
+from tests.fixtures import section
 
 
 def small(seed=0, **kw):
-  return ml_collections.ConfigDict(dict(seed=seed, train_size=300, test_size=200, **kw))
+  return section("dataset", **{**dict(name="hdigits", seed=seed, train_size=300, test_size=200), **kw})
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_composite_is_max_of_upscaled_class_and_pasted_category():
 
 def test_too_small_sizes_are_user_errors():
   with pytest.raises(UserInputError, match="dataset.train_size"):
-    hdigits.load(ml_collections.ConfigDict(dict(seed=0, train_size=10, test_size=200)))
+    hdigits.load(small(train_size=10))
 
 
 def test_layout_offsets_locate_the_pasted_digit():

@@ -2,13 +2,12 @@
 import gzip
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
 from hmlc_jax.data import hfashion, load_dataset
 from hmlc_jax.errors import UserInputError
-from tests.fixtures import write_fashion_idx, write_idx
+from tests.fixtures import section, write_fashion_idx, write_idx
 
 # Seo & Shin (2019), Table 1, written out by name: (level 0, level 1) of each class.
 PAPER = {"T-shirt/top": ("clothes", "tops"), "Trouser": ("clothes", "bottoms"),
@@ -22,9 +21,8 @@ FASHION_IDS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
 
 
 def config(data_dir, **kw):
-  fields = dict(name="hfashion", data_dir=str(data_dir), download=False, seed=0,
-                train_size=0, test_size=0)
-  return ml_collections.ConfigDict(dict(fields, **kw))
+  return section("dataset", **dict(dict(name="hfashion", data_dir=str(data_dir), download=False),
+                                   **kw))
 
 
 def test_hierarchy_table_is_seo_and_shin():

@@ -1,11 +1,10 @@
 """hmnist: the composite construction on (mock) tensorflow-datasets MNIST."""
-import ml_collections
 import numpy as np
 import pytest
 
 from hmlc_jax.data import composite, hmnist
 from hmlc_jax.errors import UserInputError
-from tests.fixtures import MNIST_SIZES, mock_mnist, write_tfds_metadata
+from tests.fixtures import section, MNIST_SIZES, mock_mnist, write_tfds_metadata
 import tensorflow_datasets as tfds
 from tests.smoke import run_and_check, smoke_config
 
@@ -16,9 +15,8 @@ def mnist_dir(tmp_path_factory):
 
 
 def config(mnist_dir, **kw):
-  return ml_collections.ConfigDict(dict(name="hmnist", data_dir=mnist_dir, download=False,
-                                        seed=0, train_size=200, test_size=100, canvas=40,
-                                        **kw))
+  return section("dataset", **dict(name="hmnist", data_dir=mnist_dir, download=False,
+                                   train_size=200, test_size=100, canvas=40, **kw))
 
 
 def test_composites_from_the_right_split(mnist_dir):
@@ -58,7 +56,7 @@ def test_validation_composites_come_from_held_out_train_images(mnist_dir):
 
 def test_bad_canvas_and_missing_data(mnist_dir, tmp_path):
   with pytest.raises(UserInputError, match="dataset.canvas"):
-    hmnist.load(ml_collections.ConfigDict(dict(canvas=20)))
+    hmnist.load(section("dataset", name="hmnist", canvas=20))
   with pytest.raises(UserInputError, match="tfds.load\\('mnist'\\)"):
     hmnist.load(config(str(tmp_path)))
 

@@ -21,14 +21,14 @@ from hmlc_jax import hierarchy
 from hmlc_jax.data import cifar100, load_dataset, modelnet40, shapes3d
 from hmlc_jax.data import tfds_io
 from hmlc_jax.errors import UserInputError
-from tests.fixtures import (coarse_of, mock_as_dataset, write_cifar_metadata, write_h5,
+from tests.fixtures import (section, coarse_of, mock_as_dataset, write_cifar_metadata, write_h5,
                             write_modelnet)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def dataset_config(**fields) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(dict(data_dir="", seed=0), **fields))
+  return section("dataset", **fields)
 
 
 def assert_one_line_error(excinfo, *fragments: str) -> None:
@@ -151,7 +151,7 @@ def test_modelnet40_loads_standard_layout(tmp_path):
 
 def test_modelnet40_default_num_points(tmp_path):
   raw = write_modelnet(tmp_path, points_per_cloud=1100)
-  ds = modelnet40.load(ml_collections.ConfigDict(dict(data_dir=str(tmp_path))))
+  ds = modelnet40.load(dataset_config(data_dir=str(tmp_path)))
   assert ds.train_x.shape == (8, 1024, 3)
   np.testing.assert_allclose(ds.test_x, expected_points(raw["test"][0], 1024), atol=1e-5)
 
@@ -245,7 +245,7 @@ def test_shapes3d_deterministic_in_seed():
 
 def test_shapes3d_defaults_and_speed():
   start = time.perf_counter()
-  ds = shapes3d.load(ml_collections.ConfigDict(dict(name="shapes3d")))
+  ds = shapes3d.load(dataset_config(name="shapes3d"))
   elapsed = time.perf_counter() - start
   assert ds.train_x.shape == (4000, 1024, 3) and ds.test_x.shape == (1000, 1024, 3)
   assert elapsed < 15.0, elapsed   # about 2 s on two CPU cores

@@ -11,7 +11,7 @@ the untrained encoder is already within `2 * MARGIN` of perfect.
 import numpy as np
 import pytest
 
-from hmlc_jax import evaluate, train
+from hmlc_jax import evaluate, train_state
 from hmlc_jax.data import augment, load_dataset
 from tests.fixtures import write_fashion_idx
 from tests.smoke import run_and_check, smoke_config
@@ -52,8 +52,8 @@ def untrained_probe(config) -> np.ndarray:
 
 def _evaluate_untrained(config) -> np.ndarray:
   data = load_dataset(config.dataset)
-  model = train.build_model(config, data)
-  state = train.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
+  model = train_state.build_model(config, data)
+  state = train_state.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
                                                                        data.kind),
                                    len(data.train_x))
   scores = evaluate.evaluate_encoder(model, {"params": state.params,

@@ -17,6 +17,7 @@ import pytest
 from hmlc_jax.errors import UserInputError
 from hmlc_jax.models import BACKBONES, AttentionHeads, create_model
 from hmlc_jax.models.resnet import BasicBlock
+from tests.fixtures import section
 
 ROOT = Path(__file__).resolve().parents[1]
 # rbg keys: threefry sampling takes about a second to compile per shape on CPU.
@@ -29,9 +30,7 @@ REPRESENTATION = {"resnet18": 8 * WIDTH, "resnet50": 32 * WIDTH, "small_cnn": 4 
 
 
 def config(backbone: str = "small_cnn", **overrides) -> ml_collections.ConfigDict:
-  fields = dict(backbone=backbone, width=WIDTH, projection_dim=DIM, projection_hidden_dim=0,
-                attention_activation="sigmoid", dtype="float32")
-  return ml_collections.ConfigDict(fields | overrides)
+  return section("model", **(dict(backbone=backbone, width=WIDTH, projection_dim=DIM) | overrides))
 
 
 def model_for(backbone: str, attention_heads: bool = True, axis_name=None, **overrides):

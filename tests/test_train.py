@@ -1,11 +1,11 @@
 """Training-loop pieces: data order, schedule, config checks, checkpoint round trip."""
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import common
-from hmlc_jax import checkpoints, train
+from hmlc_jax import checkpoints, train, train_state, workdir as files
 from hmlc_jax.errors import NonFiniteError, UserInputError
+from tests.fixtures import section
 
 
 def test_each_epoch_visits_every_example_once():
@@ -26,7 +26,7 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 def test_warmup_then_cosine_schedule():
   c = common.base_config("supcon")
   c.update(learning_rate=0.8, warmup_epochs=1.0, batch_size=100, num_train_steps=50)
-  _, schedule = train.make_optimizer(c, 50, num_train=1000)     # 10 warm-up steps
+  _, schedule = train_state.make_optimizer(c, 50, num_train=1000)     # 10 warm-up steps
   assert float(schedule(0)) == 0.0
   np.testing.assert_allclose(float(schedule(5)), 0.4, rtol=1e-6)
   np.testing.assert_allclose(float(schedule(10)), 0.8, rtol=1e-6)
@@ -37,9 +37,9 @@ def test_warmup_then_cosine_schedule():
 def test_total_steps_from_epochs():
   c = common.base_config("supcon")
   c.update(batch_size=64, num_epochs=2.5, num_train_steps=-1)
-  assert train.total_steps(c, 1000) == 40                      # ceil(2500 / 64)
+  assert train_state.total_steps(c, 1000) == 40                      # ceil(2500 / 64)
   c.num_train_steps = 7
-  assert train.total_steps(c, 1000) == 7
+  assert train_state.total_steps(c, 1000) == 7
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -54,13 +54,13 @@ def test_bad_config_fields_are_user_errors(field, value, message):
   c = common.hdigits("ghmlc", "smoke")
   c[field] = value
   with pytest.raises(UserInputError, match=message):
-    train.check_config(c, num_levels=2)
+    train_state.check_config(c, num_levels=2)
 
 
 def test_unknown_dataset_is_a_user_error():
   from hmlc_jax.data import load_dataset
   with pytest.raises(UserInputError, match="unknown dataset.name 'mnist'"):
-    load_dataset(ml_collections.ConfigDict(dict(name="mnist")))
+    load_dataset(section("dataset", name="mnist"))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars", "adamw"])
@@ -69,7 +69,7 @@ def test_each_optimizer_takes_a_finite_descent_step(optimizer):
   import jax.numpy as jnp
   c = common.base_config("supcon")
   c.update(optimizer=optimizer, learning_rate=0.1, warmup_epochs=0.0, batch_size=10)
-  tx, _ = train.make_optimizer(c, num_steps=10, num_train=100)
+  tx, _ = train_state.make_optimizer(c, num_steps=10, num_train=100)
   params = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)}
   loss = lambda p: jnp.sum((p["w"] - 2.0) ** 2) + jnp.sum((p["b"] + 1.0) ** 2)
   state = tx.init(params)
@@ -84,11 +84,11 @@ def test_non_finite_state_is_never_saved(tmp_path):
   import optax
   c = common.hdigits("ghmlc", "smoke")
   zero = jnp.int32(0)
-  state = train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.sgd(0.1),
+  state = train_state.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.sgd(0.1),
                                   batch_stats={}, last_loss=jnp.float32(1.0), skips=zero,
                                   skip_run=zero, longest_skip_run=zero,
                                   first_skip_step=jnp.int32(-1))
-  manager = checkpoints.manager_for(str(tmp_path), c.keep_checkpoints)
+  manager = files.checkpoint_manager(str(tmp_path), c.keep_checkpoints)
   checkpoints.save_finite(manager, state.replace(step=1))
   manager.wait_until_finished()
   for bad in (state.replace(step=2, params={"w": jnp.array([1.0, jnp.nan, 1.0])}),
@@ -121,11 +121,11 @@ def test_train_step_of_every_method(method):
   from hmlc_jax.data import augment
   config = common.hdigits(method, "smoke")
   data = _smoke_data(config)
-  model = train.build_model(config, data, axis_name=train.AXIS)
-  state = train.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
+  model = train_state.build_model(config, data, axis_name=train.AXIS)
+  state = train_state.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
                                                                        data.kind),
                                    len(data.train_x))
-  _, schedule = train.make_optimizer(config, config.num_train_steps, len(data.train_x))
+  _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
   step = train.pmapped_train_step(model, config, data.kind, schedule)
   before = jax.tree.map(np.asarray, state.params)
   new, metrics = step(train.replicate(state), train.device_batch(data, config, 0))

@@ -54,11 +54,11 @@ def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
 
 
 def test_load_encoder_reproduces_the_evaluated_embeddings(reference):
-  from hmlc_jax import evaluate, train
+  from hmlc_jax import evaluate, workdir as files
   from hmlc_jax.data import load_dataset
   import ml_collections
   workdir = reference[0]
-  encode = train.load_encoder(str(workdir))
+  encode = files.load_encoder(str(workdir))
   config = ml_collections.ConfigDict(results(workdir)["config"])
   data = load_dataset(config.dataset)
   out = encode(data.test_x)
@@ -69,11 +69,11 @@ def test_load_encoder_reproduces_the_evaluated_embeddings(reference):
 
 
 def test_eval_mode_reproduces_the_runs_scores(reference, tmp_path):
-  from hmlc_jax import train
+  from hmlc_jax import workdir as files
   import ml_collections
   workdir = copy_of(reference[0], tmp_path / "run")
   before = results(workdir)
-  again = train.evaluate_workdir(ml_collections.ConfigDict(before["config"]), str(workdir))
+  again = files.evaluate_workdir(ml_collections.ConfigDict(before["config"]), str(workdir))
   for key in SCORES:
     assert again[key] == before[key], key
 
@@ -91,9 +91,9 @@ def test_tsne_mode_draws_one_panel_per_level(reference, tmp_path):
 
 
 def test_levels_diagnostic_reports_groups_beside_the_tree(reference, tmp_path):
-  from hmlc_jax import analysis
+  from hmlc_jax import workdir as files
   workdir = str(copy_of(reference[0], tmp_path / "run"))
-  report = analysis.levels_workdir(workdir, max_points=200)
+  report = files.levels_workdir(workdir, max_points=200)
   assert report["label_depth"] == 2 and report["level_names"] == ["category", "class"]
   assert 1 <= report["groups"] == len(report["components"]) <= 8
   assert json.load(open(os.path.join(workdir, "levels.json")))["groups"] == report["groups"]

@@ -87,16 +87,16 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
   if config.name not in DATASETS:
     raise UserInputError(f"unknown dataset.name {config.name!r}; choose one of "
                          f"{list(DATASETS)}")
-  split = config.get("eval_split", "test")
+  split = config.eval_split
   if split not in EVAL_SPLITS:
     raise UserInputError(f"dataset.eval_split must be one of {list(EVAL_SPLITS)}, got {split!r}")
-  fraction = config.get("validation_fraction", 0.1)
+  fraction = config.validation_fraction
   if split == "validation" and not 0.0 < fraction < 1.0:
     raise UserInputError(f"dataset.validation_fraction must lie in (0, 1), got {fraction!r}")
   module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
   dataset = module.load(config)
   if split == "validation" and not getattr(module, "BUILDS_VALIDATION", False):
-    dataset = hold_out_validation(dataset, fraction, config.get("seed", 0))
+    dataset = hold_out_validation(dataset, fraction, config.seed)
   return dataset
 
 

@@ -104,7 +104,7 @@ def augment_image(key, image: jnp.ndarray, config: ml_collections.ConfigDict) ->
   k_crop, k_jitter, k_apply, k_gray = jax.random.split(key, 4)
   x = image.astype(jnp.float32) / 255.0
   x = crop_and_flip(k_crop, x, tuple(config.crop_scale), config.flip,
-                    tuple(config.get("crop_ratio", (3 / 4, 4 / 3))))
+                    tuple(config.crop_ratio))
   jittered = color_jitter(k_jitter, x, tuple(config.color_jitter))
   x = jnp.where(jax.random.bernoulli(k_apply, config.jitter_prob), jittered, x)
   x = jnp.where(jax.random.bernoulli(k_gray, config.grayscale_prob), grayscale(x), x)

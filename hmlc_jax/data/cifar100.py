@@ -46,7 +46,7 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     ``[superclass, class]`` with ``num_classes=(20, 100)``.
   """
   train, test = read_splits("cifar100", "CIFAR-100", data_dir_of(config),
-                            bool(config.get("download", True)))
+                            bool(config.download))
   train_x, train_y = to_arrays(train, "train")
   test_x, test_y = to_arrays(test, "test")
   return Dataset(name="cifar100", kind="image", train_x=train_x, train_y=train_y,

@@ -27,6 +27,7 @@ BUILDS_VALIDATION = True    # eval_split="validation" is handled here, not gener
 DIGIT = 8
 BIG = 16                    # side of the central class digit
 KEEP_OUT = 1                # the small digit's patch misses BIG less this rim
+TRAIN_SIZE, TEST_SIZE = 20000, 5000    # what train_size / test_size 0 give
 
 
 def source_images() -> tuple:
@@ -42,13 +43,12 @@ def layouts(config: ml_collections.ConfigDict, targets: np.ndarray) -> tuple:
   With ``eval_split="validation"`` the "test" layout is a validation set made
   from held-out training source images (``validation_fraction`` per digit).
   """
-  train_size, test_size = config.get("train_size", 20000), config.get("test_size", 5000)
+  train_size, test_size = config.train_size or TRAIN_SIZE, config.test_size or TEST_SIZE
   composite.check_sizes(train_size, test_size)
-  rng = np.random.default_rng(config.get("seed", 0))
-  train_src, test_src = composite.split_sources(targets, config.get("test_fraction", 0.3), rng)
-  if config.get("eval_split", "test") == "validation":     # the test images stay unseen
-    train_src, test_src = composite.hold_out(train_src, config.get("validation_fraction", 0.1),
-                                             rng)
+  rng = np.random.default_rng(config.seed)
+  train_src, test_src = composite.split_sources(targets, config.test_fraction, rng)
+  if config.eval_split == "validation":     # the test images stay unseen
+    train_src, test_src = composite.hold_out(train_src, config.validation_fraction, rng)
   return tuple(composite.sample_layout(src, size, rng, CANVAS, DIGIT, BIG, KEEP_OUT)
                for src, size in ((train_src, train_size), (test_src, test_size)))
 
@@ -58,4 +58,4 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   ``level_order``)."""
   images, targets = source_images()
   return composite.composite_dataset("hdigits", (images, images), layouts(config, targets), CANVAS,
-                           config.get("level_order", "category_first"))
+                           config.level_order)

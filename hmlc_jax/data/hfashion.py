@@ -115,7 +115,7 @@ def _read_tfds(config) -> dict:
           f".gz or not) in a folder and set --config.dataset.data_dir to it, or on "
           f"Debian/Ubuntu `apt-get install -y dataset-fashion-mnist` (fills {DEBIAN_DIR})")
   train, test = read_splits("fashion_mnist", "Fashion-MNIST", data_dir_of(config),
-                            bool(config.get("download", True)), hint=hint)
+                            bool(config.download), hint=hint)
   return {name: (np.asarray(s["image"])[..., 0], np.asarray(s["label"]))
           for name, s in (("train", train), ("test", test))}
 
@@ -126,7 +126,7 @@ def read_splits(config: ml_collections.ConfigDict) -> dict:
   A ``data_dir`` without IDX files is handed to tensorflow-datasets as its data
   directory.
   """
-  data_dir = os.path.expanduser(config.get("data_dir", "") or "")
+  data_dir = os.path.expanduser(config.data_dir)
   for folder in (data_dir, DEBIAN_DIR):
     if folder and os.path.isdir(folder):
       splits = read_folder(folder)
@@ -167,11 +167,11 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   """Builds hfashion (fields ``data_dir``, ``download``, ``seed``, ``train_size``,
   ``test_size``)."""
   splits = read_splits(config)
-  rng = np.random.default_rng(config.get("seed", 0))
+  rng = np.random.default_rng(config.seed)
   table = hierarchy_table()
   arrays = {}
   for split in ("train", "test"):
-    images, labels = _subsample(*splits[split], config.get(f"{split}_size", 0), split, rng)
+    images, labels = _subsample(*splits[split], config[f"{split}_size"], split, rng)
     arrays[split] = (np.ascontiguousarray(images)[..., None], table[labels.astype(np.int64)])
   return Dataset(name="hfashion", kind="image",
                  train_x=arrays["train"][0], train_y=arrays["train"][1],

@@ -21,6 +21,7 @@ from hmlc_jax.errors import UserInputError
 
 DIGIT = 28
 BUILDS_VALIDATION = True    # eval_split="validation" is handled here, not generically
+TRAIN_SIZE, TEST_SIZE = 60000, 10000   # what train_size / test_size 0 give
 
 
 def to_digits(split: dict, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -42,23 +43,22 @@ def to_digits(split: dict, name: str) -> Tuple[np.ndarray, np.ndarray]:
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """Builds hmnist (fields ``data_dir``, ``download``, ``seed``, ``train_size``,
   ``test_size``, ``canvas``, ``level_order``, ``eval_split``)."""
-  canvas = config.get("canvas", 56)
+  canvas = config.canvas
   if not isinstance(canvas, int) or canvas < DIGIT:
     raise UserInputError(f"dataset.canvas must be an int of at least {DIGIT}, got {canvas!r}")
-  train_size, test_size = config.get("train_size", 60000), config.get("test_size", 10000)
+  train_size, test_size = config.train_size or TRAIN_SIZE, config.test_size or TEST_SIZE
   composite.check_sizes(train_size, test_size)
   train, test = read_splits("mnist", "MNIST", data_dir_of(config),
-                            bool(config.get("download", True)))
+                            bool(config.download))
   (train_images, train_digits), (test_images, test_digits) = (
       to_digits(train, "train"), to_digits(test, "test"))
-  rng = np.random.default_rng(config.get("seed", 0))
+  rng = np.random.default_rng(config.seed)
   train_src, test_src = (composite.sources_by_digit(train_digits),
                          composite.sources_by_digit(test_digits))
-  if config.get("eval_split", "test") == "validation":     # held-out MNIST train images
-    train_src, test_src = composite.hold_out(train_src, config.get("validation_fraction", 0.1),
-                                             rng)
+  if config.eval_split == "validation":     # held-out MNIST train images
+    train_src, test_src = composite.hold_out(train_src, config.validation_fraction, rng)
     test_images = train_images
   layouts = tuple(composite.sample_layout(src, size, rng, canvas, DIGIT)
                   for src, size in ((train_src, train_size), (test_src, test_size)))
   return composite.composite_dataset("hmnist", (train_images, test_images), layouts, canvas,
-                           config.get("level_order", "category_first"))
+                           config.level_order)

@@ -179,8 +179,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     A `Dataset` of kind "points": x float32 ``[N, num_points, 3]``, labels
     ``[category, class]`` with ``num_classes=(9, 40)``.
   """
-  data_dir = os.path.expanduser(config.get("data_dir", "") or DEFAULT_DATA_DIR)
-  num_points = config.get("num_points", 1024)
+  data_dir = os.path.expanduser(config.data_dir or DEFAULT_DATA_DIR)
+  num_points = config.num_points
   if not isinstance(num_points, (int, np.integer)) or num_points < 1:
     raise UserInputError(f"dataset.num_points must be a positive integer, got {num_points!r}")
   if not os.path.isdir(data_dir):

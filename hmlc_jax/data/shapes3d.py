@@ -330,10 +330,10 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
     A `Dataset` of kind "points": x float32 ``[N, num_points, 3]``, labels
     ``[family, shape]`` with ``num_classes=(4, 16)``.
   """
-  num_points = checked_int("num_points", config.get("num_points", 1024), 1)
-  train_size = checked_int("train_size", config.get("train_size", 0) or 4000, len(SHAPE_NAMES))
-  test_size = checked_int("test_size", config.get("test_size", 0) or 1000, len(SHAPE_NAMES))
-  seed = checked_int("seed", config.get("seed", 0), 0)
+  num_points = checked_int("num_points", config.num_points, 1)
+  train_size = checked_int("train_size", config.train_size or 4000, len(SHAPE_NAMES))
+  test_size = checked_int("test_size", config.test_size or 1000, len(SHAPE_NAMES))
+  seed = checked_int("seed", config.seed, 0)
   train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
   train_x, train_y = generate(train_size, num_points, np.random.default_rng(train_seq))
   test_x, test_y = generate(test_size, num_points, np.random.default_rng(test_seq))

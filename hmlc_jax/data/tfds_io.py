@@ -55,7 +55,7 @@ def get_data_hint(builder: str) -> str:
 
 def data_dir_of(config: ml_collections.ConfigDict) -> Optional[str]:
   """``config.data_dir`` with ``~`` expanded, or None (the tensorflow-datasets default)."""
-  data_dir = config.get("data_dir", "") or None
+  data_dir = config.data_dir or None
   return os.path.expanduser(data_dir) if data_dir else None
 
 

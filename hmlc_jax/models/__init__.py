@@ -111,27 +111,24 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
       dtype=fields["dtype"])
 
 
-def _read_config(model_config) -> dict[str, Any]:
-  """Validated fields of ``model_config`` with defaults filled in."""
-  get = lambda field, default=None: model_config.get(field, default)
-  backbone = _choice("backbone", get("backbone"), BACKBONES)
-  zero_init = get("zero_init_residual", False)
-  if not isinstance(zero_init, bool):
-    raise UserInputError(f"model.zero_init_residual must be true or false; got {zero_init!r}")
+def _read_config(m) -> dict[str, Any]:
+  """The validated fields of the ``model`` config section (every field is in
+  ``configs/common.base_config``)."""
+  if not isinstance(m.zero_init_residual, bool):
+    raise UserInputError(f"model.zero_init_residual must be true or false; "
+                         f"got {m.zero_init_residual!r}")
   return {
-      "backbone": backbone,
-      "width": _int_at_least("width", get("width", 32 if backbone == "small_cnn" else 64), 1),
-      "projection_dim": _int_at_least("projection_dim", get("projection_dim", 128), 1),
-      "projection_hidden_dim": _int_at_least("projection_hidden_dim",
-                                             get("projection_hidden_dim", 0), 0),
-      "attention_activation": _choice("attention_activation",
-                                      get("attention_activation", "sigmoid"),
+      "backbone": _choice("backbone", m.backbone, BACKBONES),
+      "width": _int_at_least("width", m.width, 1),
+      "projection_dim": _int_at_least("projection_dim", m.projection_dim, 1),
+      "projection_hidden_dim": _int_at_least("projection_hidden_dim", m.projection_hidden_dim, 0),
+      "attention_activation": _choice("attention_activation", m.attention_activation,
                                       ATTENTION_ACTIVATIONS),
-      "dtype": DTYPES[_choice("dtype", get("dtype", "float32"), tuple(DTYPES))],
-      "zero_init_residual": zero_init,
-      "convs_per_stage": _int_at_least("convs_per_stage", get("convs_per_stage", 2), 1),
-      "space_to_depth": _int_at_least("space_to_depth", get("space_to_depth", 1), 1),
-      "pool": _choice("pool", get("pool", "mean"), POOLS),
+      "dtype": DTYPES[_choice("dtype", m.dtype, tuple(DTYPES))],
+      "zero_init_residual": m.zero_init_residual,
+      "convs_per_stage": _int_at_least("convs_per_stage", m.convs_per_stage, 1),
+      "space_to_depth": _int_at_least("space_to_depth", m.space_to_depth, 1),
+      "pool": _choice("pool", m.pool, POOLS),
   }
 
 

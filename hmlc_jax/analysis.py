@@ -28,14 +28,18 @@ def tsne_points(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
   return tsne.fit_transform(unit_rows(embeddings)).astype(np.float32)
 
 
-def tsne_figure(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
-                level_names: Sequence[str], path: str, title: str = "") -> str:
-  """Draws the Figure-4 grid and saves it to ``path`` (PNG).
+def draw_tsne(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
+              level_names: Sequence[str], title: str = ""):
+  """The Figure-4 grid as a matplotlib figure: row ``r`` colours every panel's
+  points by level ``r``'s labels.
 
   Args:
     panels: per method (column), ``(name, points [M, 2], labels [M, H])``.
     level_names: H row names, coarsest first.
-    path: output file.
+    title: the figure's title ("" for none).
+
+  Returns:
+    the figure; ``fig.axes[r * len(panels) + c]`` is row ``r``, column ``c``.
   """
   import matplotlib
   matplotlib.use("Agg")
@@ -57,6 +61,14 @@ def tsne_figure(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
   if title:
     fig.suptitle(title)
   fig.tight_layout()
+  return fig
+
+
+def tsne_figure(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]],
+                level_names: Sequence[str], path: str, title: str = "") -> str:
+  """`draw_tsne`, saved to ``path`` (PNG); returns ``path``."""
+  import matplotlib.pyplot as plt
+  fig = draw_tsne(panels, level_names, title)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -53,3 +53,25 @@ def test_tsne_keeps_separated_clusters_apart(tmp_path):
   from PIL import Image
   with Image.open(path) as image:
     assert image.size == (704, 704)
+
+
+def test_tsne_rows_are_coloured_by_their_own_level():
+  """Each panel plots its own points, coloured by its row's level, with class ids
+  that repeat under different parents (a row coloured by another level, or by
+  the last column, differs)."""
+  rng = np.random.default_rng(0)
+  coarse = rng.integers(0, 3, 50)
+  labels = np.stack([coarse, rng.integers(0, 4, 50), rng.integers(0, 2, 50)], axis=1)
+  panels = [(name, rng.normal(size=(50, 2)).astype(np.float32), labels) for name in "ab"]
+  fig = analysis.draw_tsne(panels, ["l0", "l1", "l2"])
+  assert len(fig.axes) == 3 * 2
+  for r in range(3):
+    for c, (name, points, _) in enumerate(panels):
+      ax = fig.axes[r * 2 + c]
+      (scatter,) = ax.collections
+      np.testing.assert_array_equal(scatter.get_offsets(), points)
+      np.testing.assert_array_equal(scatter.get_array(), labels[:, r])
+      assert ax.get_title() == (name if r == 0 else "")
+    assert fig.axes[r * 2].get_ylabel() == f"coloured by l{r}"
+  import matplotlib.pyplot as plt
+  plt.close(fig)

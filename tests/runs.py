@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
           "embedding_variance", "train_loss", "steps")
-STEPS = 30
+STEPS, LOG_EVERY = 30, 10
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", f"--config.num_train_steps={STEPS}",
-        "--config.checkpoint_every_steps=3", "--config.log_every_steps=10"]
+        "--config.checkpoint_every_steps=3", f"--config.log_every_steps={LOG_EVERY}"]
 
 
 def command(workdir, *extra):

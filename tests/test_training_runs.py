@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
-                        results, run, shared_reference)
+from tests.runs import (LOG_EVERY, ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of,
+                        environment, results, run, shared_reference)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,19 @@ def test_progress_metrics_and_tensorboard(reference):
   assert "step/s" in stderr or "s/step" in stderr                # tqdm rate (and ETA)
   assert "step 10: " in stderr and "level_loss/0=" in stderr
   assert "linear probe: category" in stdout
-  events = list((Path(workdir) / "tensorboard").glob("events.out.tfevents.*"))
-  assert events and events[0].stat().st_size > 0
   assert checkpoint_steps(workdir)[-1] == STEPS
   last = results(workdir)["last_logged"]           # the last logged step, in results.json
   assert last["step"] == STEPS and set(last) >= {"loss", "level_dims/0", "level_loss/1"}
   assert f"level_dims/0={last['level_dims/0']:.4g}" in stderr
+  # TensorBoard reads back every logged step, and the last one's values.
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(Path(workdir) / "tensorboard"))
+  events.Reload()
+  assert set(events.Tags()["scalars"]) == set(last) - {"step"}
+  for tag in ("loss", "level_dims/0", "level_loss/1"):
+    series = events.Scalars(tag)
+    assert [e.step for e in series] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+    np.testing.assert_allclose(series[-1].value, last[tag], rtol=1e-6)
 
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):

@@ -53,9 +53,8 @@ def untrained_probe(config) -> np.ndarray:
 def _evaluate_untrained(config) -> np.ndarray:
   data = load_dataset(config.dataset)
   model = train_state.build_model(config, data)
-  state = train_state.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
-                                                                       data.kind),
-                                   len(data.train_x))
+  sample = augment.prepare_eval(data.train_x[:1], data.kind)
+  state = train_state.create_train_state(config, model, sample, len(data.train_x))
   scores = evaluate.evaluate_encoder(model, {"params": state.params,
                                              "batch_stats": state.batch_stats},
                                      data, config.eval, config.seed)

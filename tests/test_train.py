@@ -122,9 +122,8 @@ def test_train_step_of_every_method(method):
   config = common.hdigits(method, "smoke")
   data = _smoke_data(config)
   model = train_state.build_model(config, data, axis_name=train.AXIS)
-  state = train_state.create_train_state(config, model, augment.prepare_eval(data.train_x[:1],
-                                                                       data.kind),
-                                   len(data.train_x))
+  sample = augment.prepare_eval(data.train_x[:1], data.kind)
+  state = train_state.create_train_state(config, model, sample, len(data.train_x))
   _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
   step = train.pmapped_train_step(model, config, data.kind, schedule)
   before = jax.tree.map(np.asarray, state.params)

@@ -53,12 +53,12 @@ def conv_kernel_grads(xla: bool):
   """While tracing: XLA's own convolution kernel gradients if ``xla``, else the
   library's (``hmlc_jax.models.conv``; the patch matmul on CPU)."""
   from jax import lax
-  from hmlc_jax.models import conv, resnet
-  resnet.conv_general_dilated = lax.conv_general_dilated if xla else conv.conv_general_dilated
+  from hmlc_jax.models import conv, layers
+  layers.conv_general_dilated = lax.conv_general_dilated if xla else conv.conv_general_dilated
   try:
     yield
   finally:
-    resnet.conv_general_dilated = conv.conv_general_dilated
+    layers.conv_general_dilated = conv.conv_general_dilated
 
 
 def parse_args(argv):
@@ -264,18 +264,18 @@ def layer_table(config, views: int, repeats: int = 5) -> list:
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
-  from hmlc_jax.models import resnet
+  from hmlc_jax.models import layers
   side, channels = IMAGE_SHAPES.get(config.dataset.name, (32, 1))
   rows, c_in = [], channels
   for stage in range(3):
-    for index in range(config.model.get("convs_per_stage", 2)):
+    for index in range(config.model.convs_per_stage):
       c_out = config.model.width * 2 ** stage
 
       class Block(nn.Module):
         @nn.compact
         def __call__(self, x):
-          x = resnet.conv(c_out, 3, 1, jnp.float32, "conv")(x)
-          return nn.relu(resnet.batch_norm(True, None, jnp.float32)(name="bn")(x))
+          x = layers.conv(c_out, 3, 1, jnp.float32, "conv")(x)
+          return nn.relu(layers.batch_norm(True, None, jnp.float32)(name="bn")(x))
 
       x = jnp.ones((views, side, side, c_in), jnp.float32)
       block = Block()

@@ -6,7 +6,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hmlc_jax.models.resnet import batch_norm, check_rank
+from hmlc_jax.models.layers import batch_norm, check_rank
 
 
 class PointNet(nn.Module):

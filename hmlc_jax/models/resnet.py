@@ -4,56 +4,15 @@ The CIFAR variant of He et al. (2016) as used by SupCon: a 3x3 stride-1 stem
 and no max-pool, four stages of widths ``width * (1, 2, 4, 8)`` and strides
 ``(1, 2, 2, 2)``, then global average pooling. At ``width=64`` the
 representation is 512-d (ResNet-18) or 2048-d (ResNet-50).
-
-Also holds the layer helpers shared by every backbone: the He-normal conv
-initialiser and the (optionally cross-device synchronised) BatchNorm factory.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hmlc_jax.models.conv import conv_general_dilated
-
-# He-normal with fan_out, as torchvision initialises ResNet convolutions.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def batch_norm(train: bool, axis_name: Optional[str], dtype: Any,
-               scale_init: Callable = nn.initializers.ones) -> Callable[..., nn.Module]:
-  """BatchNorm constructor with the library's settings.
-
-  Under ``pmap`` with ``axis_name`` the batch statistics of train mode are
-  averaged over that axis (synchronised BatchNorm); in eval mode the running
-  averages are used and ``axis_name`` is never touched, so eval also works
-  outside ``pmap``.
-
-  Args:
-    train: batch statistics (and running-average updates) if True, running
-      averages if False.
-    axis_name: pmap axis to average batch statistics over, or None.
-    dtype: compute dtype; parameters stay float32.
-    scale_init: initialiser of the scale (``zeros`` to zero-init a residual).
-
-  Returns:
-    a partial of ``nn.BatchNorm``; call it with an optional ``name``.
-  """
-  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, axis_name=axis_name, dtype=dtype,
-                           param_dtype=jnp.float32, scale_init=scale_init)
-
-
-def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-  """Bias-free ``kernel x kernel`` convolution (a BatchNorm always follows); on
-  CPU its kernel gradient is a patch matmul (``hmlc_jax.models.conv``)."""
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
-                 use_bias=False, kernel_init=conv_init, dtype=dtype,
-                 param_dtype=jnp.float32, conv_general_dilated=conv_general_dilated,
-                 name=name)
-
+from hmlc_jax.models.layers import batch_norm, check_rank, conv
 
 class _Block(nn.Module):
   """Fields shared by the residual blocks."""
@@ -148,9 +107,3 @@ def resnet18(**kwargs) -> ResNet:
 def resnet50(**kwargs) -> ResNet:
   """Bottleneck [3, 4, 6, 3]; 2048-d representation at width 64."""
   return ResNet(stage_sizes=(3, 4, 6, 3), block=Bottleneck, **kwargs)
-
-
-def check_rank(x: jnp.ndarray, rank: int, what: str) -> None:
-  """Raises ValueError naming ``what`` unless ``x.ndim == rank``."""
-  if x.ndim != rank:
-    raise ValueError(f"expected {what} of rank {rank}, got shape {x.shape}")

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from hmlc_jax.errors import UserInputError
-from hmlc_jax.models.resnet import batch_norm, check_rank, conv
+from hmlc_jax.models.layers import batch_norm, check_rank, conv
 
 POOLS = ("mean", "flatten")
 

@@ -140,9 +140,12 @@ def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
   """Hierarchical digits (embedded, offline), small CNN; the README's main run."""
   # Crops of 90-100% of the area at aspect 1 move the border by at most 1.6
   # pixels: the small category digit, around the class digit, stays in view.
+  # Chosen on the validation split (docs/hdigits/ablation_recipe): no colour
+  # jitter and AdamW 8e-3, 96.8 / 96.1% against 90.5 / 88.5% with jitter and
+  # 2e-3 (2 seeds each).
   c = small_cnn_on_cpu(method, "hdigits", image_augment(
-      crop_scale=(0.9, 1.0), crop_ratio=(1.0, 1.0), flip=False, jitter_prob=0.8,
-      grayscale_prob=0.0), 2e-3)
+      crop_scale=(0.9, 1.0), crop_ratio=(1.0, 1.0), flip=False, jitter_prob=0.0,
+      grayscale_prob=0.0), 8e-3)
   c.dataset.update(train_size=20000, test_size=5000, validation_fraction=0.2)
   c.num_epochs = 5.0                # 391 steps: the whole run fits 10 min on 2 CPU cores
   c.checkpoint_every_steps = 100

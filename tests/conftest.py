@@ -12,12 +12,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 # The longest files first (measured with --durations), so that with
 # `-n 2 --dist loadfile` no long file starts last and runs alone at the end.
-LONGEST_FIRST = ["test_reliability.py", "test_multihost.py", "test_losses.py", "test_learning.py",
-                 "test_gmm.py", "test_degenerate.py", "test_multidevice.py", "test_compare.py",
-                 "test_benchmarks.py", "test_training_runs.py", "test_train.py", "test_main.py",
-                 "test_models.py", "test_ablation.py", "test_configs_cifar100.py",
-                 "test_notebook.py", "test_bad_input.py", "test_dp_gmm.py", "test_conv.py",
-                 "test_augment.py", "test_data_hmnist.py", "test_configs_points.py"]
+LONGEST_FIRST = ["test_reliability.py", "test_multihost.py", "test_multidevice.py",
+                 "test_compare.py", "test_configs_cifar100.py", "test_benchmarks.py",
+                 "test_losses.py", "test_learning.py", "test_ablation.py", "test_gmm.py",
+                 "test_degenerate.py", "test_training_runs.py", "test_models.py", "test_train.py",
+                 "test_main.py", "test_notebook.py", "test_bad_input.py", "test_dp_gmm.py",
+                 "test_conv.py", "test_configs_points.py", "test_data_hmnist.py",
+                 "test_augment.py"]
 
 
 def pytest_collection_modifyitems(items):

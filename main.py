@@ -21,7 +21,7 @@ from ml_collections import config_flags
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
 from hmlc_jax.data.tfds_io import quiet_tensorflow
 
-quiet_tensorflow()            # before anything imports TensorFlow (tensorflow-datasets)
+quiet_tensorflow()            # before anything imports TensorFlow (tfds, clu's writers)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(

@@ -31,13 +31,15 @@ def test_progress_metrics_and_tensorboard(reference):
   assert f"level_dims/0={last['level_dims/0']:.4g}" in stderr
   # TensorBoard reads back every logged step, and the last one's values.
   from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
   events = event_accumulator.EventAccumulator(str(Path(workdir) / "tensorboard"))
-  events.Reload()
-  assert set(events.Tags()["scalars"]) == set(last) - {"step"}
+  events.Reload()                                  # clu writes scalars as tensor summaries
+  assert set(events.Tags()["tensors"]) == set(last) - {"step"}
   for tag in ("loss", "level_dims/0", "level_loss/1"):
-    series = events.Scalars(tag)
+    series = events.Tensors(tag)
     assert [e.step for e in series] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
-    np.testing.assert_allclose(series[-1].value, last[tag], rtol=1e-6)
+    np.testing.assert_allclose(float(tensor_util.make_ndarray(series[-1].tensor_proto)),
+                               last[tag], rtol=1e-6)
 
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):

@@ -13,15 +13,18 @@ them alike); each call ends in ``block_until_ready`` and the median is
 reported. Inputs are random data of the data set's shape and label tree (no
 download), a few host batches cycled, so the host-to-device copy of each
 batch is included as in training. ``flops_per_step`` comes from XLA's cost
-analysis of the compiled step (all devices); ``mfu`` divides the achieved
+analysis of the step as autodiff writes it (all devices; the CPU patch kernel
+gradient's chunk loop would be counted once); ``mfu`` divides the achieved
 FLOP/s by the devices' dense bf16 peak (GPU/TPU only; None on CPU, as is
 ``peak_memory_bytes`` where the device reports no memory statistics).
 
-On CPU there is no data-sheet peak, so the run also measures a jitted float32
-``--matmul_size`` square matmul (all cores, before and after the timed rounds)
+On CPU there is no data-sheet peak, so the run also times a jitted float32
+``--matmul_size`` square matmul (all cores) in every round, beside the steps,
 and reports ``matmul_rate``: examples/s x views x forward+backward FLOPs per
 view of the backbone and heads (XLA's count for the model alone, without
-augmentation, loss or optimiser) over that matmul's FLOP/s. ``--layers``
+augmentation, loss or optimiser) over that matmul's FLOP/s, the median over
+rounds of each round's ratio (this shared machine's matmul rate drifts by a
+third within minutes, and more than the memory-bound step does). ``--layers``
 adds a per-layer table (forward+backward of each convolution block of a
 ``small_cnn`` at the step's batch of views).
 """
@@ -134,19 +137,26 @@ def model_flops_per_view(model, variables, views) -> float | None:
   return flops / views.shape[0] if flops else None
 
 
-def matmul_gflops(size: int, repeats: int = 5) -> float:
-  """Median GFLOP/s of a jitted float32 ``size x size`` matmul on the default device."""
-  import jax
-  import jax.numpy as jnp
-  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  jax.block_until_ready(f(a))
-  times = []
-  for _ in range(repeats):
+class Matmul:
+  """A jitted float32 ``size x size`` matmul on the default device, timed as a case."""
+
+  def __init__(self, size: int):
+    import jax
+    import jax.numpy as jnp
+    self.size = size
+    self.a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    self.f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(self.f(self.a))
+    self.times = []
+
+  def call(self) -> float:
+    import jax
     start = time.perf_counter()
-    jax.block_until_ready(f(a))
-    times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / statistics.median(times) / 1e9
+    jax.block_until_ready(self.f(self.a))
+    return time.perf_counter() - start
+
+  def gflops(self, seconds: float) -> float:
+    return 2 * self.size ** 3 / seconds / 1e9
 
 
 class Case:
@@ -169,7 +179,11 @@ class Case:
     with conv_kernel_grads(xla_conv_grad):
       self.compiled = step.lower(self.state, self.batches[0]).compile()
     self.compile_s = time.perf_counter() - start
-    self.flops = flops_of(self.compiled) * jax.local_device_count()
+    # XLA's count of the step as autodiff writes it: the patch kernel gradient's
+    # chunk loop would be counted once, not once per chunk.
+    with conv_kernel_grads(xla=True):
+      fresh = train.pmapped_train_step(model, config, data.kind, schedule)   # a new trace
+      self.flops = flops_of(fresh.lower(self.state, self.batches[0])) * jax.local_device_count()
     views = jax.numpy.asarray(augment.prepare_eval(
         data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
         data.kind))
@@ -189,7 +203,8 @@ class Case:
 
 
 def flops_of(compiled) -> float | None:
-  """FLOPs of one device's program from XLA's cost analysis (None if not reported)."""
+  """FLOPs of one device's program from XLA's cost analysis of a compiled or
+  lowered program (None if not reported)."""
   try:
     cost = compiled.cost_analysis()
   except Exception:   # some backends do not implement it
@@ -220,19 +235,26 @@ def measure(cases, steps: int, warmup: int) -> None:
       case.times.append(case.call())
 
 
-def summary(case, matmul: float | None) -> dict:
+def summary(case, matmul: Matmul | None) -> dict:
   import jax
   devices = jax.local_devices()
   step_s = statistics.median(case.times)
   peak = peak_flops(devices[0])
   achieved = case.flops / step_s if case.flops else None
-  model_rate = (case.config.batch_size * case.config.num_views * case.model_flops / step_s
-                if case.model_flops else None)
+  view_flops = case.config.batch_size * case.config.num_views * (case.model_flops or 0)
+  model_rate = view_flops / step_s if view_flops else None
+  matmul_rate = matmul_rounds = ratios = None
+  if matmul and matmul.times:
+    matmul_rounds = [matmul.gflops(t) for t in matmul.times]
+    matmul_rate = statistics.median(matmul_rounds)
+    if view_flops:    # each round's step against the same round's matmul
+      ratios = [view_flops / t / 1e9 / m for t, m in zip(case.times, matmul_rounds)]
   return dict(examples_per_sec=case.config.batch_size / step_s, step_ms=1e3 * step_s,
               model_flops_per_view=case.model_flops,
               model_gflops_per_sec=model_rate / 1e9 if model_rate else None,
-              matmul_gflops_per_sec=matmul,
-              matmul_rate=model_rate / (1e9 * matmul) if model_rate and matmul else None,
+              matmul_gflops_per_sec=matmul_rate, matmul_gflops_per_sec_rounds=matmul_rounds,
+              matmul_rate=statistics.median(ratios) if ratios else None,
+              matmul_rate_rounds=ratios,
               compile_s=case.compile_s, peak_memory_bytes=peak_memory(devices[0]),
               flops_per_step=case.flops,
               mfu=achieved / (peak * len(devices)) if achieved and peak else None,
@@ -342,15 +364,14 @@ def main(argv=None) -> None:
     case = Case(spec, load(spec, args.batch_size), spec.endswith(XLA_CONV_GRAD))
     print(f"compiled {spec} in {case.compile_s:.1f} s", file=sys.stderr, flush=True)
     cases.append(case)
-  cpu = jax.devices()[0].platform == "cpu"
-  before = matmul_gflops(args.matmul_size) if cpu else None
-  measure(cases, args.steps, args.warmup)
-  matmul = max(before, matmul_gflops(args.matmul_size)) if cpu else None
+  matmul = Matmul(args.matmul_size) if jax.devices()[0].platform == "cpu" else None
+  measure(cases + [matmul] if matmul else cases, args.steps, args.warmup)
   results = {case.path: summary(case, matmul) for case in cases}
   print_table(results)
   if matmul:
-    print(f"float32 {args.matmul_size}x{args.matmul_size} matmul: {matmul:.1f} GFLOP/s "
-          f"(the better of before and after the timed rounds)")
+    rates = [matmul.gflops(t) for t in matmul.times]
+    print(f"float32 {args.matmul_size}x{args.matmul_size} matmul: {statistics.median(rates):.1f} "
+          f"GFLOP/s (median of the rounds; {min(rates):.1f}-{max(rates):.1f})")
   if args.layers:
     results["layers"] = layer_table(first, first.batch_size * first.num_views)
   meta = dict(device=jax.devices()[0].device_kind, platform=jax.devices()[0].platform,

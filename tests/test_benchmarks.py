@@ -28,6 +28,13 @@ def test_train_step_benchmark_smoke(tmp_path):
     assert sorted(r["step_ms_all"])[1] == r["step_ms"]                 # the median
     assert abs(r["examples_per_sec"] * r["step_ms"] / 1e3 - 32) < 1e-6
     assert r["flops_per_step"] > 0 and r["mfu"] is None and r["platform"] == "cpu"
+    # The matmul is timed in every round; the share is the median of the rounds' ratios.
+    assert len(r["matmul_gflops_per_sec_rounds"]) == len(r["matmul_rate_rounds"]) == 3
+    assert r["matmul_rate"] == sorted(r["matmul_rate_rounds"])[1]
+    view_flops = 32 * 2 * r["model_flops_per_view"]
+    for t, m, ratio in zip(r["step_ms_all"], r["matmul_gflops_per_sec_rounds"],
+                           r["matmul_rate_rounds"]):
+      assert abs(ratio - view_flops / (t / 1e3) / 1e9 / m) < 1e-9 * ratio
   assert "| configs/hdigits_ghmlc.py:smoke | ghmlc | 32 |" in run.stdout
 
 

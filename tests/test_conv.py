@@ -43,10 +43,12 @@ def test_values_and_gradients_equal_lax_in_float64(x_shape, w_shape, strides, pa
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_patch_kernel_grad_is_the_sum_over_positions():
-  """The im2col kernel gradient against the definition, written as loops."""
+@pytest.mark.parametrize("chunk", [1, 2, 3, 6])
+def test_patch_kernel_grad_is_the_sum_over_positions(chunk):
+  """The im2col kernel gradient against the definition, written as loops, with
+  the batch of 6 cut into chunks of 1, 2, 3 and 6 examples."""
   rng = np.random.default_rng(0)
-  x, dy = rng.normal(size=(2, 4, 5, 3)), rng.normal(size=(2, 4, 5, 2))
+  x, dy = rng.normal(size=(6, 4, 5, 3)), rng.normal(size=(6, 4, 5, 2))
   pads = ((1, 1), (1, 1))
   xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   want = np.zeros((3, 3, 3, 2))
@@ -55,10 +57,18 @@ def test_patch_kernel_grad_is_the_sum_over_positions():
       for y in range(4):
         for z in range(5):
           want[i, j] += np.einsum("nc,no->co", xp[:, y + i, z + j], dy[:, y, z])
+  per_example = 4 * 5 * 3 * 3 * 3 * 8     # patch bytes of one example in float64
+  assert conv.chunk_rows(6, per_example, chunk * per_example + 7) == chunk
   with jax.enable_x64(True):
     got = conv.patch_kernel_grad(jnp.asarray(x), jnp.asarray(dy), kernel_shape=(3, 3, 3, 2),
-                                 pads=pads)
+                                 pads=pads, chunk_bytes=chunk * per_example)
   np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_chunk_rows_is_the_largest_divisor_in_the_budget():
+  assert [conv.chunk_rows(12, 10, b) for b in (0, 10, 35, 45, 60, 119, 1000)] == \
+      [1, 1, 3, 4, 6, 6, 12]
+  assert conv.chunk_rows(7, 10, 69) == 1      # a prime batch: single examples
 
 
 def test_both_platform_branches_give_the_same_kernel_gradient():
@@ -68,6 +78,20 @@ def test_both_platform_branches_give_the_same_kernel_gradient():
     options = dict(kernel_shape=(3, 3, 3, 4), pads=((1, 1), (1, 1)))
     np.testing.assert_allclose(conv.patch_kernel_grad(x, dy, **options),
                                conv.xla_kernel_grad(x, dy, **options), rtol=1e-12)
+
+
+def test_bfloat16_gradients_follow_float32():
+  """bfloat16 inputs (the CIFAR configs' compute dtype) give bfloat16 gradients
+  on both platform branches, close to the float32 ones."""
+  x = jax.random.normal(jax.random.key(0), (4, 6, 6, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 4))
+  grad = lambda a, b: jax.grad(lambda a_, b_: jnp.sum(conv.conv_general_dilated(
+      a_, b_, (1, 1), "SAME", dimension_numbers=DN).astype(jnp.float32) ** 2), (0, 1))(a, b)
+  low = grad(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+  assert [g.dtype for g in low] == [jnp.bfloat16, jnp.bfloat16]
+  for got, want in zip(low, grad(x, w)):
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=0.05,
+                               atol=0.05 * float(jnp.max(jnp.abs(want))))
 
 
 def test_cpu_kernel_gradient_is_a_matmul_not_a_convolution():

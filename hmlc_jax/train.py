@@ -174,8 +174,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   _, schedule = make_optimizer(config, num_steps, len(data.train_x))
   p_step = pmapped_train_step(model, config, data.kind, schedule)
   lead = is_lead()
-  writer = progress.create_writer(files.path(workdir, files.TENSORBOARD) if lead else None,
-                                  console=lead and config.log_to_console)
+  logdir = files.path(workdir, files.TENSORBOARD) if lead and config.tensorboard else None
+  writer = progress.create_writer(logdir, console=lead and config.log_to_console)
   bar = progress.progress_bar(num_steps, start, enabled=lead and config.progress_bar)
   replicated, stopped_by, done = replicate(state), None, start
   metrics, timed_from, t0, logged = None, None, time.perf_counter(), {}

@@ -3,6 +3,8 @@
 The reference (hdigits G-HMLC smoke, 30 steps, a checkpoint every 3) is
 trained once per test session, whichever xdist worker asks first; the others
 wait on a lock and read it. Tests that write into a run work on a copy.
+Only the reference writes TensorBoard events (its test reads them): the other
+runs set ``tensorboard=False``, which spares each the 5-8 s TensorFlow import.
 """
 import fcntl
 import json
@@ -17,7 +19,8 @@ SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
           "embedding_variance", "train_loss", "steps")
 STEPS, LOG_EVERY = 30, 10
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", f"--config.num_train_steps={STEPS}",
-        "--config.checkpoint_every_steps=3", f"--config.log_every_steps={LOG_EVERY}"]
+        "--config.checkpoint_every_steps=3", f"--config.log_every_steps={LOG_EVERY}",
+        "--config.tensorboard=False"]
 
 
 def command(workdir, *extra):
@@ -54,7 +57,7 @@ def shared_reference(tmp_path_factory):
   with open(root / "reference.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not log.exists():
-      done = run(workdir)
+      done = run(workdir, "--config.tensorboard=True")
       assert done.returncode == 0, done.stderr[-2000:]
       log.write_text(json.dumps(dict(stdout=done.stdout, stderr=done.stderr)))
   out = json.loads(log.read_text())

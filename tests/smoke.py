@@ -18,11 +18,13 @@ RESULT_KEYS = {"linear_probe_accuracy", "knn_accuracy", "hierarchical_consistenc
 
 
 def smoke_config(name: str, **overrides):
-  """``configs/<name>.py:smoke`` with dotted-name overrides (``dataset.data_dir=...``)."""
+  """``configs/<name>.py:smoke`` with dotted-name overrides (``dataset.data_dir=...``),
+  without TensorBoard output (its TensorFlow import; tests/runs.py checks the events)."""
   spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("smoke")
+  config.tensorboard = False
   for dotted, value in overrides.items():
     *parents, leaf = dotted.split(".")
     node = config

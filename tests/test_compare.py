@@ -16,7 +16,7 @@ def compare(out, *extra):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   return subprocess.run([sys.executable, "-m", "hmlc_jax.compare", "--suite=hdigits",
-                         f"--out={out}", *extra], cwd=ROOT, env=env, capture_output=True,
+                         f"--out={out}", "--set=tensorboard=False", *extra], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=400)
 
 

@@ -264,11 +264,13 @@ def test_blockwise_loss_equals_dense_value_and_gradient():
   """Blocks of 7 rows (the last one partial) and of 47 (one full block and one row)."""
   rng = np.random.default_rng(7)
   x = jnp.asarray(unit_features(rng, 24, 2, 16))            # N = 48 rows
+  sizes = (None, 7, 47)
   for name, fn in _blockwise_cases(rng, 24, 2, 16, num_levels=3).items():
-    dense_value, dense_grad = jax.jit(jax.value_and_grad(lambda a: fn(a, None)))(x)
+    # One program per loss holds the dense form and both block sizes.
+    both = jax.jit(lambda a: [jax.value_and_grad(lambda b, r=r: fn(b, r))(a) for r in sizes])
+    (dense_value, dense_grad), *blocked = both(x)
     assert np.abs(np.asarray(dense_grad)).max() > 1e-3, name   # a gradient worth comparing
-    for block_rows in (7, 47):
-      value, grad = jax.jit(jax.value_and_grad(lambda a: fn(a, block_rows)))(x)
+    for block_rows, (value, grad) in zip(sizes[1:], blocked):
       np.testing.assert_allclose(value, dense_value, rtol=1e-5, err_msg=(name, block_rows))
       np.testing.assert_allclose(grad, dense_grad, rtol=1e-5, atol=1e-7,
                                  err_msg=(name, block_rows))

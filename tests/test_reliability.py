@@ -138,6 +138,7 @@ def test_skip_policy_drops_the_step_and_counts_it(tmp_path):
                 "--config.nan_policy=skip")
   assert skipped.returncode == 0, skipped.stderr[-2000:]
   got = results(tmp_path / "skip")
+  assert not (tmp_path / "skip" / "tensorboard").exists()     # tensorboard=False (tests/runs.py)
   assert got["skipped_steps"] == 1 and got["steps"] == 30 and np.isfinite(got["train_loss"])
   strict = run(tmp_path / "strict", "--config.inject_nonfinite_at_step=8",
                "--config.nan_policy=skip", "--config.max_skips=1")

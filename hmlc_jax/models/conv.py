@@ -128,8 +128,8 @@ def patch_kernel_grad(x: jnp.ndarray, dy: jnp.ndarray, *, kernel_shape: Sequence
   fits ``chunk_bytes``; a ``lax.scan`` pads each chunk, builds its patches and
   accumulates ``patches^T @ dy`` in (at least) float32. One patch matrix of the
   whole batch (9x the activations) is memory-bound on CPU: on the CI machine
-  the chunks took the kernel gradient of the small CNN's middle layer from 185
-  to 97 ms at 512 views (BENCHMARKS.md).
+  the chunks took the kernel gradient of the small CNN's middle layer, 512
+  views over 2 devices, from 169 to 104 ms (BENCHMARKS.md).
 
   Args:
     x: ``[N, H, W, I]`` input of the convolution.

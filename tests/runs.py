@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
@@ -29,7 +30,7 @@ def command(workdir, *extra):
 
 def environment(devices=1):
   return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+              XLA_FLAGS=xla_flags(devices))
 
 
 def run(workdir, *extra):

@@ -1,14 +1,8 @@
 import os
 import tempfile
 
-from tests.helpers import TEST_XLA_FLAGS
-
 # Tests see one CPU device unless a test starts its own subprocess.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-# Cheap code generation (tests/helpers.py) for the test processes and every
-# main.py they start; subprocesses with their own device count use `xla_flags`.
-if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 # One persistent XLA compilation cache for the test session's workers and the
 # main.py subprocesses they start (the SIGKILL/resume runs compile the same
 # programs three times). Cached executables are bit-identical to fresh ones.

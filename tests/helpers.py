@@ -1,19 +1,5 @@
-"""Shared test data (random batches with tree-shaped hierarchical labels) and the
-XLA flags of the test processes."""
+"""Shared test data: random batches with tree-shaped hierarchical labels."""
 import numpy as np
-
-
-# The suite's programs are small and compiled once each, so compiling costs far
-# more than running them: the tests ask XLA:CPU for its cheapest code generation
-# (LLVM at -O0, no expensive passes; about 30% less CPU time on the gmm and conv
-# tests). The programs are the same; their float results may differ in the last
-# bits (other vectorisation), which every tolerance here allows.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-
-
-def xla_flags(devices: int) -> str:
-  """``XLA_FLAGS`` for a test subprocess with ``devices`` host devices."""
-  return f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}"
 
 
 def tree_labels(rng, batch, num_levels, branching=2):

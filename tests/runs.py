@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
@@ -30,7 +29,7 @@ def command(workdir, *extra):
 
 def environment(devices=1):
   return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=xla_flags(devices))
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
 def run(workdir, *extra):

@@ -155,8 +155,9 @@ class Matmul:
     jax.block_until_ready(self.f(self.a))
     return time.perf_counter() - start
 
-  def gflops(self, seconds: float) -> float:
-    return 2 * self.size ** 3 / seconds / 1e9
+  def rates(self) -> list:
+    """GFLOP/s of each timed round."""
+    return [2 * self.size ** 3 / seconds / 1e9 for seconds in self.times]
 
 
 class Case:
@@ -245,7 +246,7 @@ def summary(case, matmul: Matmul | None) -> dict:
   model_rate = view_flops / step_s if view_flops else None
   matmul_rate = matmul_rounds = ratios = None
   if matmul and matmul.times:
-    matmul_rounds = [matmul.gflops(t) for t in matmul.times]
+    matmul_rounds = matmul.rates()
     matmul_rate = statistics.median(matmul_rounds)
     if view_flops:    # each round's step against the same round's matmul
       ratios = [view_flops / t / 1e9 / m for t, m in zip(case.times, matmul_rounds)]
@@ -369,7 +370,7 @@ def main(argv=None) -> None:
   results = {case.path: summary(case, matmul) for case in cases}
   print_table(results)
   if matmul:
-    rates = [matmul.gflops(t) for t in matmul.times]
+    rates = matmul.rates()
     print(f"float32 {args.matmul_size}x{args.matmul_size} matmul: {statistics.median(rates):.1f} "
           f"GFLOP/s (median of the rounds; {min(rates):.1f}-{max(rates):.1f})")
   if args.layers:

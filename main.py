@@ -140,6 +140,9 @@ def main(argv):
           f"there; run the same command again to resume")
     return
   print(files.summary(results, workdir))
+  if results.get("throughput"):
+    from hmlc_jax import throughput
+    print(throughput.describe(results["throughput"]))
 
 
 def default_workdir() -> str:

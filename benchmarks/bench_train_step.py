@@ -31,7 +31,6 @@ adds a per-layer table (forward+backward of each convolution block of a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -43,25 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hmlc_jax.cpu import cpu_devices_for, split_cpu   # noqa: E402  (before jax)
 
-# Dense bf16 peak FLOP/s per device (vendor data sheets), by device_kind substring.
-PEAK_BF16 = (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12),
-             ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5", 197e12),
-             ("TPU v4", 275e12), ("TPU v3", 123e12), ("TPU v2", 46e12))
 NUM_BATCHES = 4
 XLA_CONV_GRAD = "#xla_conv_grad"
-
-
-@contextlib.contextmanager
-def conv_kernel_grads(xla: bool):
-  """While tracing: XLA's own convolution kernel gradients if ``xla``, else the
-  library's (``hmlc_jax.models.conv``; the patch matmul on CPU)."""
-  from jax import lax
-  from hmlc_jax.models import conv, layers
-  layers.conv_general_dilated = lax.conv_general_dilated if xla else conv.conv_general_dilated
-  try:
-    yield
-  finally:
-    layers.conv_general_dilated = conv.conv_general_dilated
 
 
 def parse_args(argv):
@@ -121,45 +103,6 @@ def random_dataset(config, size: int, seed: int = 0):
                  num_classes=classes, level_names=tuple(f"level{h}" for h in range(len(classes))))
 
 
-def model_flops_per_view(model, variables, views) -> float | None:
-  """XLA's FLOPs of the model's forward+backward (train mode) per input view."""
-  import jax
-  import jax.numpy as jnp
-
-  def loss(params, x):
-    out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
-                         train=True, mutable=["batch_stats"])
-    return sum(jnp.sum(v) for v in jax.tree.leaves(out))
-
-  grad = jax.jit(jax.grad(loss))
-  compiled = grad.lower(variables["params"], views).compile()
-  flops = flops_of(compiled)
-  return flops / views.shape[0] if flops else None
-
-
-class Matmul:
-  """A jitted float32 ``size x size`` matmul on the default device, timed as a case."""
-
-  def __init__(self, size: int):
-    import jax
-    import jax.numpy as jnp
-    self.size = size
-    self.a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    self.f = jax.jit(lambda x: x @ x)
-    jax.block_until_ready(self.f(self.a))
-    self.times = []
-
-  def call(self) -> float:
-    import jax
-    start = time.perf_counter()
-    jax.block_until_ready(self.f(self.a))
-    return time.perf_counter() - start
-
-  def rates(self) -> list:
-    """GFLOP/s of each timed round."""
-    return [2 * self.size ** 3 / seconds / 1e9 for seconds in self.times]
-
-
 class Case:
   """One config's compiled step, live state and host batches."""
 
@@ -167,6 +110,7 @@ class Case:
     import jax
     from hmlc_jax import train, train_state
     from hmlc_jax.data import augment
+    from hmlc_jax.throughput import flops_of, model_flops_per_view, xla_conv_grads
     self.path, self.config = path, config
     data = random_dataset(config, NUM_BATCHES * config.batch_size)
     model = train_state.build_model(config, data, axis_name=train.AXIS)
@@ -177,21 +121,20 @@ class Case:
     self.state = train.replicate(state)
     step = train.pmapped_train_step(model, config, data.kind, schedule)
     start = time.perf_counter()
-    with conv_kernel_grads(xla_conv_grad):
+    with xla_conv_grads(xla_conv_grad):
       self.compiled = step.lower(self.state, self.batches[0]).compile()
     self.compile_s = time.perf_counter() - start
     # XLA's count of the step as autodiff writes it: the patch kernel gradient's
     # chunk loop would be counted once, not once per chunk.
-    with conv_kernel_grads(xla=True):
+    with xla_conv_grads():
       fresh = train.pmapped_train_step(model, config, data.kind, schedule)   # a new trace
       self.flops = flops_of(fresh.lower(self.state, self.batches[0])) * jax.local_device_count()
     views = jax.numpy.asarray(augment.prepare_eval(
         data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
         data.kind))
     plain = train_state.build_model(config, data)
-    with conv_kernel_grads(xla=True):   # the same count for both kernel gradients
-      self.model_flops = model_flops_per_view(
-          plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
+    self.model_flops = model_flops_per_view(
+        plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
     self.times, self.calls = [], 0
 
   def call(self) -> float:
@@ -201,25 +144,6 @@ class Case:
     jax.block_until_ready((self.state, metrics))
     self.calls += 1
     return time.perf_counter() - start
-
-
-def flops_of(compiled) -> float | None:
-  """FLOPs of one device's program from XLA's cost analysis of a compiled or
-  lowered program (None if not reported)."""
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:   # some backends do not implement it
-    return None
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  flops = (cost or {}).get("flops")
-  return float(flops) if flops and flops > 0 else None
-
-
-def peak_flops(device) -> float | None:
-  if device.platform == "cpu":
-    return None
-  return next((peak for key, peak in PEAK_BF16 if key in device.device_kind), None)
 
 
 def peak_memory(device) -> int | None:
@@ -236,8 +160,10 @@ def measure(cases, steps: int, warmup: int) -> None:
       case.times.append(case.call())
 
 
-def summary(case, matmul: Matmul | None) -> dict:
+def summary(case, matmul) -> dict:
+  """The config's row; ``matmul`` is the CPU reference (`hmlc_jax.throughput.Matmul`) or None."""
   import jax
+  from hmlc_jax.throughput import peak_flops
   devices = jax.local_devices()
   step_s = statistics.median(case.times)
   peak = peak_flops(devices[0])
@@ -281,6 +207,22 @@ def print_table(results: dict) -> None:
           f"{model} | {share} | {mfu} |")
 
 
+def conv_shapes(model, side: int, channels: int) -> list:
+  """``(side, c_in, c_out)`` of every convolution of a ``small_cnn`` config's
+  model section on ``side x side x channels`` images, in order (after the
+  space-to-depth stem, as `hmlc_jax.models.small_cnn.SmallCNN` runs them)."""
+  s = model.space_to_depth
+  side, c_in, shapes = side // s, channels * s * s, []
+  for stage in range(3):
+    for _ in range(model.convs_per_stage):
+      c_out = model.width * 2 ** stage
+      shapes.append((side, c_in, c_out))
+      c_in = c_out
+    if stage or s == 1:
+      side //= 2
+  return shapes
+
+
 def layer_table(config, views: int, repeats: int = 5) -> list:
   """Forward+backward ms and GFLOP/s of each conv block of a small_cnn, one device,
   with XLA's kernel gradient and with the library's (patch matmul on CPU)."""
@@ -288,48 +230,45 @@ def layer_table(config, views: int, repeats: int = 5) -> list:
   import jax
   import jax.numpy as jnp
   from hmlc_jax.models import layers
+  from hmlc_jax.throughput import flops_of, xla_conv_grads
   side, channels = IMAGE_SHAPES.get(config.dataset.name, (32, 1))
-  rows, c_in = [], channels
-  for stage in range(3):
-    for index in range(config.model.convs_per_stage):
-      c_out = config.model.width * 2 ** stage
+  rows = []
+  for i, (side, c_in, c_out) in enumerate(conv_shapes(config.model, side, channels)):
 
-      class Block(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-          x = layers.conv(c_out, 3, 1, jnp.float32, "conv")(x)
-          return nn.relu(layers.batch_norm(True, None, jnp.float32)(name="bn")(x))
+    class Block(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        x = layers.conv(c_out, 3, 1, jnp.float32, "conv")(x)
+        return nn.relu(layers.batch_norm(True, None, jnp.float32)(name="bn")(x))
 
-      x = jnp.ones((views, side, side, c_in), jnp.float32)
-      block = Block()
-      variables = block.init(jax.random.key(0), x)
+    x = jnp.ones((views, side, side, c_in), jnp.float32)
+    block = Block()
+    variables = block.init(jax.random.key(0), x)
 
-      def loss(params, x, block=block, variables=variables):
-        out, _ = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
-                             mutable=["batch_stats"])
-        return jnp.sum(out)
+    def loss(params, x, block=block, variables=variables):
+      out, _ = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                           mutable=["batch_stats"])
+      return jnp.sum(out)
 
-      # The first layer's input is data: no input gradient, as in training.
-      argnums = (0, 1) if stage or index else 0
-      row = dict(layer=f"conv {c_in}->{c_out} at {side}x{side}")
-      for name, xla in (("xla", True), ("patches", False)):
-        with conv_kernel_grads(xla):
-          compiled = jax.jit(jax.grad(loss, argnums=argnums)).lower(
-              variables["params"], x).compile()
+    # The first layer's input is data: no input gradient, as in training.
+    argnums = (0, 1) if i else 0
+    row = dict(layer=f"conv {c_in}->{c_out} at {side}x{side}")
+    for name, xla in (("xla", True), ("patches", False)):
+      with xla_conv_grads(xla):
+        compiled = jax.jit(jax.grad(loss, argnums=argnums)).lower(
+            variables["params"], x).compile()
+      jax.block_until_ready(compiled(variables["params"], x))
+      times = []
+      for _ in range(repeats):
+        start = time.perf_counter()
         jax.block_until_ready(compiled(variables["params"], x))
-        times = []
-        for _ in range(repeats):
-          start = time.perf_counter()
-          jax.block_until_ready(compiled(variables["params"], x))
-          times.append(time.perf_counter() - start)
-        ms = 1e3 * statistics.median(times)
-        if name == "xla":
-          flops = flops_of(compiled)
-        row[f"{name}_ms"] = ms
-        row[f"{name}_gflops_per_sec"] = flops / ms / 1e6 if flops else None
-      rows.append(row)
-      c_in = c_out
-    side //= 2
+        times.append(time.perf_counter() - start)
+      ms = 1e3 * statistics.median(times)
+      if name == "xla":
+        flops = flops_of(compiled)
+      row[f"{name}_ms"] = ms
+      row[f"{name}_gflops_per_sec"] = flops / ms / 1e6 if flops else None
+    rows.append(row)
   rate = lambda r, k: f"{r[k]:.1f}" if r[k] else "n/a"
   print(f"| layer (forward+backward, {views} views, one device) | XLA kernel grad ms | "
         "GFLOP/s | patch kernel grad ms | GFLOP/s |")
@@ -360,6 +299,7 @@ def main(argv=None) -> None:
   first = load(specs[0], args.batch_size)
   split_cpu(args.cpu_devices or cpu_devices_for(first.batch_size))   # before jax starts
   import jax
+  from hmlc_jax.throughput import Matmul
   cases = []
   for spec in specs:
     case = Case(spec, load(spec, args.batch_size), spec.endswith(XLA_CONV_GRAD))

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from hmlc_jax import checkpoints, evaluate, methods, progress, workdir as files
+from hmlc_jax import checkpoints, evaluate, methods, progress, throughput, workdir as files
 from hmlc_jax.data import Dataset, augment, load_dataset
 from hmlc_jax.distributed import is_lead, sync
 from hmlc_jax.errors import NonFiniteError
@@ -37,6 +37,7 @@ from hmlc_jax.train_state import (TrainState, build_model, check_config, create_
                                   make_optimizer, total_steps)
 
 AXIS = "batch"
+THROUGHPUT_VIEWS = 16      # model inputs whose FLOPs are counted (per view) for the report
 # ----------------------------------------------------------------------------
 # Data order
 
@@ -179,12 +180,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   bar = progress.progress_bar(num_steps, start, enabled=lead and config.progress_bar)
   replicated, stopped_by, done = replicate(state), None, start
   metrics, timed_from, t0, logged = None, None, time.perf_counter(), {}
+  matmul = None
   try:
     for step in range(start, num_steps):
       replicated, metrics = p_step(replicated, device_batch(data, config, step))
       done = step + 1
       if done == start + 1:               # the first step includes compilation
         jax.block_until_ready(metrics)
+        if config.throughput:             # the CPU's reference rate, before the timed steps
+          matmul = throughput.measure_reference()
         timed_from, t0 = done, time.perf_counter()
       stopped_by = stop.poll(done, config.log_every_steps) if stop else None
       if done % config.log_every_steps == 0 or done == num_steps:
@@ -202,6 +206,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
         break
     jax.block_until_ready(replicated)
     elapsed = time.perf_counter() - t0
+    if matmul is not None:                # and after them
+      throughput.measure_reference(matmul)
   finally:                             # also on errors: let orbax finish writing
     bar.close()
     manager.wait_until_finished()
@@ -209,10 +215,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
     manager.close()
   state = jax_utils.unreplicate(replicated)
   timed = done - timed_from if timed_from is not None else 0
-  return {"state": state, "model": build_model(config, data), "steps": done,
+  examples_per_sec = (timed * config.batch_size / elapsed) if timed else None
+  plain = build_model(config, data)
+  speed = None
+  if config.throughput and examples_per_sec:
+    views = augment.prepare_eval(data.train_x[:THROUGHPUT_VIEWS], data.kind)
+    flops = throughput.model_flops_per_view(
+        plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
+    speed = throughput.summarise(examples_per_sec, config.num_views, flops, matmul,
+                                 jax.devices(), jax.process_count())
+  return {"state": state, "model": plain, "steps": done,
           "train_loss": float(state.last_loss), "skipped_steps": int(state.skips),
           "stopped_by": stopped_by, "last_logged": logged,
-          "examples_per_sec": (timed * config.batch_size / elapsed) if timed else None}
+          "examples_per_sec": examples_per_sec, "throughput": speed}
 
 
 def check_skips(replicated: TrainState, config: ml_collections.ConfigDict, step: int,
@@ -264,6 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   scores = evaluate.evaluate_encoder(run["model"], variables, data, config.eval, config.seed)
   results = dict(scores, train_loss=run["train_loss"], steps=run["steps"],
                  skipped_steps=run["skipped_steps"], examples_per_sec=run["examples_per_sec"],
+                 throughput=run["throughput"],
                  last_logged=run["last_logged"],
                  wall_seconds=time.perf_counter() - wall_start,
                  level_names=list(data.level_names), eval_split=files.eval_split(config),

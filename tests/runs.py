@@ -3,8 +3,9 @@
 The reference (hdigits G-HMLC smoke, 30 steps, a checkpoint every 3) is
 trained once per test session, whichever xdist worker asks first; the others
 wait on a lock and read it. Tests that write into a run work on a copy.
-Only the reference writes TensorBoard events (its test reads them): the other
-runs set ``tensorboard=False``, which spares each the 5-8 s TensorFlow import.
+Only the reference writes TensorBoard events and measures its throughput (its
+tests read them): the other runs set ``tensorboard=False``, which spares each
+the 5-8 s TensorFlow import, and ``throughput=False`` (about 1 s).
 """
 import fcntl
 import json
@@ -20,7 +21,7 @@ SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
 STEPS, LOG_EVERY = 30, 10
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", f"--config.num_train_steps={STEPS}",
         "--config.checkpoint_every_steps=3", f"--config.log_every_steps={LOG_EVERY}",
-        "--config.tensorboard=False"]
+        "--config.tensorboard=False", "--config.throughput=False"]
 
 
 def command(workdir, *extra):
@@ -57,7 +58,7 @@ def shared_reference(tmp_path_factory):
   with open(root / "reference.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not log.exists():
-      done = run(workdir, "--config.tensorboard=True")
+      done = run(workdir, "--config.tensorboard=True", "--config.throughput=True")
       assert done.returncode == 0, done.stderr[-2000:]
       log.write_text(json.dumps(dict(stdout=done.stdout, stderr=done.stderr)))
   out = json.loads(log.read_text())

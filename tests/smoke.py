@@ -25,6 +25,7 @@ def smoke_config(name: str, **overrides):
   spec.loader.exec_module(module)
   config = module.get_config("smoke")
   config.tensorboard = False
+  config.throughput = False
   for dotted, value in overrides.items():
     *parents, leaf = dotted.split(".")
     node = config

@@ -19,7 +19,8 @@ def run_ablation(out, *extra):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   return subprocess.run([sys.executable, "-m", "hmlc_jax.ablation", "--suite=hdigits",
-                         f"--out={out}", "--smoke", "--set=tensorboard=False", *extra], cwd=ROOT, env=env,
+                         f"--out={out}", "--smoke", "--set=tensorboard=False",
+                         "--set=throughput=False", *extra], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"examples_per_sec", "step_ms", "compile_s", "peak_memory_bytes", "flops_per_step",
         "mfu"}
@@ -55,7 +57,7 @@ def test_cpu_device_split_benchmark_runs_each_variant_with_its_device_count(tmp_
     assert r["step_ms"] == r["round_step_ms"][0] and r["step_ms"] > 0
   speed_up = (results["1"]["configs/hdigits_supcon.py:smoke"]["step_ms"]
               / results["2"]["configs/hdigits_supcon.py:smoke"]["step_ms"])
-  assert f"| 2 | 2 | configs/hdigits_supcon.py:smoke |" in run.stdout
+  assert "| 2 | 2 | configs/hdigits_supcon.py:smoke |" in run.stdout
   assert f"{speed_up:.2f}x |" in run.stdout
 
 
@@ -95,3 +97,51 @@ def test_default_run_benchmark_times_the_real_training_loop(tmp_path):
   [seconds] = result["seconds_per_step"]["2"]
   assert 0 < seconds < 30 and (result["from_step"], result["to_step"]) == (2, 4)
   assert f"| 2 | {seconds:.3f} | {seconds:.3f} | 1.00x |" in run.stdout
+
+
+@pytest.mark.parametrize("config", ["hdigits_ghmlc", "hfashion_ghmlc", "hdigits_ghmlc@s2d1"])
+def test_conv_shapes_follow_the_small_cnn(config):
+  """The benchmarks' layer list against the convolutions the model really runs."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from benchmarks.bench_train_step import IMAGE_SHAPES, conv_shapes
+  from hmlc_jax.models import create_model
+  from tests.smoke import smoke_config
+  name, _, variant = config.partition("@")
+  c = smoke_config(name)
+  c.model.width = 8
+  if variant:                                     # the plain stem: two convs a stage
+    c.model.update(space_to_depth=1, convs_per_stage=2)
+  side, channels = IMAGE_SHAPES[c.dataset.name]
+  model = create_model(c.model, num_levels=2, attention_heads=False)
+  x = jnp.ones((2, side, side, channels))
+  variables = model.init(jax.random.key(0), x, train=False)
+  is_conv = lambda module, _: isinstance(module, nn.Conv)
+  _, seen = model.apply(variables, x, train=False, capture_intermediates=is_conv,
+                        mutable=["intermediates"])
+  convs = jax.tree_util.tree_flatten_with_path(seen["intermediates"])[0]
+  expected = []
+  for path, out in sorted(convs, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    kernel = variables["params"]["backbone"][path[1].key]["kernel"]
+    expected.append((out.shape[1], kernel.shape[2], kernel.shape[3]))
+  assert conv_shapes(c.model, side, channels) == expected
+
+
+def test_conv_floor_benchmark_times_the_convolutions_beside_the_step(tmp_path):
+  out = tmp_path / "floor.json"
+  run = subprocess.run([sys.executable, "benchmarks/bench_conv_floor.py",
+                        "--config=configs/hdigits_supcon.py:smoke", "--batch_size=16",
+                        "--rounds=3", "--warmup=1", f"--json={out}"],
+                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  r = json.loads(out.read_text())
+  assert r["layers"] == [[16, 4, 4], [16, 4, 8], [8, 8, 16]]      # width 4, 2x2 stem
+  assert r["views_per_device"] * r["devices"] == 32 and len(r["conv_ms_all"]) == 3
+  assert r["conv_ms"] == sorted(r["conv_ms_all"])[1]
+  assert r["step_ms"] == sorted(r["step_ms_all"])[1]
+  assert r["conv_flops"] > 0
+  assert r["conv_share_of_step"] == pytest.approx(r["conv_ms"] / r["step_ms"])
+  layers = "4->4 at 16x16, 4->8 at 16x16, 8->16 at 8x8"
+  assert f"| convolutions alone ({layers}) | {r['conv_ms']:.1f} |" in run.stdout

@@ -16,8 +16,8 @@ def compare(out, *extra):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   return subprocess.run([sys.executable, "-m", "hmlc_jax.compare", "--suite=hdigits",
-                         f"--out={out}", "--set=tensorboard=False", *extra], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=400)
+                         f"--out={out}", "--set=tensorboard=False", "--set=throughput=False",
+                         *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", "--config.num_train_steps=6",
         "--config.checkpoint_every_steps=3", "--config.eval.probe_epochs=1",
-        "--config.tensorboard=False"]
+        "--config.tensorboard=False", "--config.throughput=False"]
 
 
 def environment(devices):

@@ -29,6 +29,13 @@ def test_progress_metrics_and_tensorboard(reference):
   last = results(workdir)["last_logged"]           # the last logged step, in results.json
   assert last["step"] == STEPS and set(last) >= {"loss", "level_dims/0", "level_loss/1"}
   assert f"level_dims/0={last['level_dims/0']:.4g}" in stderr
+  # The run's speed against this CPU's float32 matmul, timed in the same process.
+  speed = results(workdir)["throughput"]
+  assert speed["examples_per_sec"] == results(workdir)["examples_per_sec"]
+  assert len(speed["matmul_gflops_per_sec_range"]) == 2 and speed["model_flops_per_view"] > 0
+  assert speed["of_matmul"] == pytest.approx(
+      speed["model_gflops_per_sec"] / speed["matmul_gflops_per_sec"])
+  assert f"{100 * speed['of_matmul']:.1f}% of this CPU's float32 matmul" in stdout
   # TensorBoard reads back every logged step, and the last one's values.
   from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util

@@ -118,6 +118,31 @@ def test_max_pool_2x2_equals_flax_max_pool(shape):
                              g(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2))), rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (3, 9, 11, 4)])
+def test_max_pool_2x2_splits_tied_gradients_as_autodiff_of_the_window_max(shape):
+  """With many ties (small integers, ReLU zeros) the gradient goes to every
+  position holding its window's maximum, split evenly: the same as autodiff of
+  a reshape and ``jnp.max`` over each window, in float64."""
+  with jax.enable_x64():
+    x = jnp.asarray(np.random.default_rng(0).integers(-2, 3, size=shape), jnp.float64)
+    x = jnp.maximum(x, 0)                                   # ReLU zeros: whole tied windows
+
+    def window_max(a):
+      b, h, w, c = a.shape
+      a = a[:, :h // 2 * 2, :w // 2 * 2]
+      return jnp.max(a.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+    cotangent = jnp.asarray(np.random.default_rng(1).normal(size=window_max(x).shape))
+    grad = lambda pool: jax.grad(lambda a: jnp.sum(pool(a) * cotangent))(x)
+    np.testing.assert_array_equal(small_cnn.max_pool_2x2(x), window_max(x))
+    got, expected = grad(small_cnn.max_pool_2x2), grad(window_max)
+    b, h, w, c = shape
+    windows = np.asarray(x)[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c)
+    maxima = (windows == windows.max(axis=(2, 4), keepdims=True)).sum(axis=(2, 4))
+    assert np.any(maxima == 2) and np.any(maxima >= 3)     # ties of two and more
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_space_to_depth_against_a_loop():
   x = np.random.default_rng(0).normal(size=(2, 6, 4, 3)).astype(np.float32)
   got = np.asarray(small_cnn.space_to_depth(jnp.asarray(x), 2))

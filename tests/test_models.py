@@ -293,18 +293,21 @@ def sync_report():
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "pointnet"])
+@pytest.mark.parametrize("backbone", ["resnet18", "pointnet", "small_cnn"])
 def test_synchronised_batchnorm_matches_single_device(sync_report, backbone):
   assert sync_report["devices"] == 4
   case = sync_report[backbone]
   assert case["synced"]["outputs"] <= 1e-5, case
   assert case["synced"]["batch_stats"] <= 1e-5, case
 
-def test_unsynchronised_batchnorm_differs(sync_report):
+
+@pytest.mark.parametrize("backbone", ["pointnet", "small_cnn"])
+def test_unsynchronised_batchnorm_differs(sync_report, backbone):
   # Per-device statistics differ: the parity comparison can tell the two apart.
-  local = sync_report["pointnet"]["local"]
+  local = sync_report[backbone]["local"]
   assert local["outputs"] > 1e-2 and local["batch_stats"] > 1e-2, local
 
 
-def test_summed_device_gradients_match_single_device(sync_report):
-  assert sync_report["pointnet"]["grad"] <= 1e-5, sync_report["pointnet"]
+@pytest.mark.parametrize("backbone", ["pointnet", "small_cnn"])
+def test_summed_device_gradients_match_single_device(sync_report, backbone):
+  assert sync_report[backbone]["grad"] <= 1e-5, sync_report[backbone]

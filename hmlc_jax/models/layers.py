@@ -1,6 +1,7 @@
 """Layer helpers shared by every backbone: the bias-free convolution (He-normal
 fan-out initialiser; on CPU a patch-matmul kernel gradient), the (optionally
-cross-device synchronised) BatchNorm factory and an input-rank check."""
+cross-device synchronised) BatchNorm factories, plain and fused with a ReLU,
+and an input-rank check."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +10,7 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from hmlc_jax.models.batchnorm import BatchNormReLU
 from hmlc_jax.models.conv import conv_general_dilated
 
 # He-normal with fan_out, as torchvision initialises ResNet convolutions.
@@ -37,6 +39,15 @@ def batch_norm(train: bool, axis_name: Optional[str], dtype: Any,
   return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                            epsilon=1e-5, axis_name=axis_name, dtype=dtype,
                            param_dtype=jnp.float32, scale_init=scale_init)
+
+
+def batch_norm_relu(train: bool, axis_name: Optional[str],
+                    dtype: Any) -> Callable[..., nn.Module]:
+  """``relu(batch_norm(train, axis_name, dtype)(...)(x))`` as one module with a
+  hand-written gradient (`hmlc_jax.models.batchnorm`); the same parameters,
+  statistics and values. Call it with an optional ``name``."""
+  return functools.partial(BatchNormReLU, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, axis_name=axis_name, dtype=dtype)
 
 
 def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:

@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from hmlc_jax.errors import UserInputError
-from hmlc_jax.models.layers import batch_norm, check_rank, conv
+from hmlc_jax.models.layers import batch_norm_relu, check_rank, conv
 
 POOLS = ("mean", "flatten")
 
@@ -43,7 +44,7 @@ class SmallCNN(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """float ``[B, H, W, C]`` -> float32 ``[B, R]`` (R as the class docstring says)."""
     check_rank(x, 4, "[B, H, W, C] images")
-    bn = batch_norm(train, self.axis_name, self.dtype)
+    bn_relu = batch_norm_relu(train, self.axis_name, self.dtype)
     x = x.astype(self.dtype)
     s = self.space_to_depth
     if s > 1:
@@ -52,7 +53,7 @@ class SmallCNN(nn.Module):
       for index in range(self.convs_per_stage):
         name = f"stage{stage + 1}_{index + 1}"
         x = conv(self.width * 2 ** stage, 3, 1, self.dtype, f"{name}_conv")(x)
-        x = nn.relu(bn(name=f"{name}_bn")(x))
+        x = bn_relu(name=f"{name}_bn")(x)
       if stage or s == 1:
         x = max_pool_2x2(x)
     x = x.astype(jnp.float32)
@@ -63,13 +64,47 @@ class SmallCNN(nn.Module):
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   """``nn.max_pool(x, (2, 2), strides=(2, 2))`` (VALID: an odd last row or column
-  is dropped) as a reshape and a max. The same values; the gradient is an
-  elementwise mask instead of XLA's select-and-scatter, which on CPU cost more
-  than the first convolution itself (BENCHMARKS.md). Ties split the gradient
-  evenly instead of giving it to one position."""
+  is dropped), elementwise on CPU, GPU and TPU alike.
+
+  The forward pass is the maximum of the window's four strided corners, the
+  backward pass gives each window's gradient to the positions that hold its
+  maximum, split evenly between ties (as autodiff of ``jnp.max`` over the
+  window does). Both are single elementwise loops. XLA's own max-pool
+  gradient (select-and-scatter) cost more than the first convolution on CPU,
+  and autodiff of a reshape-and-max spent most of the pool's time in the
+  window reductions that count ties (BENCHMARKS.md, 2026-12-05).
+  """
+  _, h, w, _ = x.shape
+  return _pool_even(x[:, :h // 2 * 2, :w // 2 * 2])
+
+
+def _corners(x: jnp.ndarray) -> tuple:
+  return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+
+
+@jax.custom_vjp
+def _pool_even(x: jnp.ndarray) -> jnp.ndarray:
+  """Max-pool of an ``[B, H, W, C]`` map with even H and W."""
+  top_left, top_right, bottom_left, bottom_right = _corners(x)
+  return jnp.maximum(jnp.maximum(top_left, top_right), jnp.maximum(bottom_left, bottom_right))
+
+
+def _pool_even_fwd(x):
+  y = _pool_even(x)
+  return y, (x, y)
+
+
+def _pool_even_bwd(residuals, dy):
+  x, y = residuals
+  ties = sum((corner == y).astype(dy.dtype) for corner in _corners(x))   # >= 1
+  share = (dy / ties)[:, :, None, :, None, :]
   b, h, w, c = x.shape
-  x = x[:, :h // 2 * 2, :w // 2 * 2]
-  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+  windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  dx = jnp.where(windows == y[:, :, None, :, None, :], share, jnp.zeros_like(share))
+  return (dx.reshape(x.shape),)
+
+
+_pool_even.defvjp(_pool_even_fwd, _pool_even_bwd)
 
 
 def space_to_depth(x: jnp.ndarray, s: int) -> jnp.ndarray:

@@ -206,13 +206,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
         break
     jax.block_until_ready(replicated)
     elapsed = time.perf_counter() - t0
-    if matmul is not None:                # and after them
-      throughput.measure_reference(matmul)
   finally:                             # also on errors: let orbax finish writing
     bar.close()
     manager.wait_until_finished()
     writer.close()
     manager.close()
+  if matmul is not None:        # and after them, once the last checkpoint is written
+    throughput.measure_reference(matmul)
   state = jax_utils.unreplicate(replicated)
   timed = done - timed_from if timed_from is not None else 0
   examples_per_sec = (timed * config.batch_size / elapsed) if timed else None

@@ -115,11 +115,12 @@ def test_conv_shapes_follow_the_small_cnn(config):
     c.model.update(space_to_depth=1, convs_per_stage=2)
   side, channels = IMAGE_SHAPES[c.dataset.name]
   model = create_model(c.model, num_levels=2, attention_heads=False)
-  x = jnp.ones((2, side, side, channels))
-  variables = model.init(jax.random.key(0), x, train=False)
+  x = jax.ShapeDtypeStruct((2, side, side, channels), jnp.float32)      # shapes only
+  variables = jax.eval_shape(lambda x_: model.init(jax.random.key(0), x_, train=False), x)
   is_conv = lambda module, _: isinstance(module, nn.Conv)
-  _, seen = model.apply(variables, x, train=False, capture_intermediates=is_conv,
-                        mutable=["intermediates"])
+  _, seen = jax.eval_shape(lambda v, x_: model.apply(
+      v, x_, train=False, capture_intermediates=is_conv, mutable=["intermediates"]),
+      variables, x)
   convs = jax.tree_util.tree_flatten_with_path(seen["intermediates"])[0]
   expected = []
   for path, out in sorted(convs, key=lambda kv: jax.tree_util.keystr(kv[0])):

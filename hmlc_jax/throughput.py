@@ -8,10 +8,12 @@ is a jitted float32 ``MATMUL_SIZE``-square matmul timed on the same machine,
 in the same process, just before and just after the timed training steps
 (this shared machine's matmul rate drifts by a third within minutes).
 
-    report = throughput.measure_reference()   # before the timed steps
-    ...
-    summary = throughput.summarise(examples_per_sec, config, model, variables,
-                                   views, before=report)
+    matmul = throughput.measure_reference()     # CPU: before the timed steps
+    ...                                          # the timed steps
+    throughput.measure_reference(matmul)         # and after them
+    flops = throughput.model_flops_per_view(model, variables, views)
+    record = throughput.summarise(examples_per_sec, num_views, flops, matmul,
+                                  jax.devices(), jax.process_count())
 
 ``train.train`` writes the summary to ``results.json["throughput"]`` when
 ``config.throughput`` is set; ``benchmarks/bench_train_step.py`` uses the
@@ -71,7 +73,9 @@ def xla_conv_grads(xla: bool = True):
 
 def model_flops_per_view(model, variables, views: jnp.ndarray) -> Optional[float]:
   """XLA's FLOPs of the model's forward+backward (train mode, gradient in the
-  parameters) per input view; ``views`` is a batch of model inputs."""
+  parameters) per input view; ``views`` is a batch of model inputs. Counted on
+  the lowered program (no compile; the hdigits model's count after XLA's
+  optimisations is 0.5% higher)."""
 
   def loss(params, x):
     out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,

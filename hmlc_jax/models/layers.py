@@ -13,6 +13,8 @@ import jax.numpy as jnp
 from hmlc_jax.models.batchnorm import BatchNormReLU
 from hmlc_jax.models.conv import conv_general_dilated
 
+# BatchNorm settings of every backbone (running averages, variance floor).
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
 # He-normal with fan_out, as torchvision initialises ResNet convolutions.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -36,9 +38,9 @@ def batch_norm(train: bool, axis_name: Optional[str], dtype: Any,
   Returns:
     a partial of ``nn.BatchNorm``; call it with an optional ``name``.
   """
-  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, axis_name=axis_name, dtype=dtype,
-                           param_dtype=jnp.float32, scale_init=scale_init)
+  return functools.partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=BN_MOMENTUM, epsilon=BN_EPSILON, axis_name=axis_name,
+                           dtype=dtype, param_dtype=jnp.float32, scale_init=scale_init)
 
 
 def batch_norm_relu(train: bool, axis_name: Optional[str],
@@ -46,8 +48,9 @@ def batch_norm_relu(train: bool, axis_name: Optional[str],
   """``relu(batch_norm(train, axis_name, dtype)(...)(x))`` as one module with a
   hand-written gradient (`hmlc_jax.models.batchnorm`); the same parameters,
   statistics and values. Call it with an optional ``name``."""
-  return functools.partial(BatchNormReLU, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, axis_name=axis_name, dtype=dtype)
+  return functools.partial(BatchNormReLU, use_running_average=not train,
+                           momentum=BN_MOMENTUM, epsilon=BN_EPSILON, axis_name=axis_name,
+                           dtype=dtype)
 
 
 def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:

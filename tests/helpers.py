@@ -25,3 +25,18 @@ def parent_local(labels, branching=2):
 def unit_features(rng, batch, views, dim, dtype=np.float32):
   x = rng.normal(size=(batch, views, dim))
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(dtype)
+
+
+def normal(seed, shape, dtype=np.float32):
+  """A standard-normal jax array drawn by NumPy: ``jax.random.normal`` (threefry)
+  takes about a second to compile per shape on CPU, which the suite pays per test."""
+  import jax.numpy as jnp
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape).astype(dtype))
+
+
+def init_variables(model, x, seed=0, **kwargs):
+  """``model.init(key, x, **kwargs)`` as one compiled program with an rbg key, as
+  `hmlc_jax.train_state` does (eager init compiles every initialiser alone)."""
+  import functools
+  import jax
+  return jax.jit(functools.partial(model.init, **kwargs))(jax.random.key(seed, impl="rbg"), x)

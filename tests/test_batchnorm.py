@@ -10,6 +10,7 @@ import pytest
 
 from hmlc_jax.models import layers
 from hmlc_jax.models.batchnorm import batch_norm_relu
+from tests.helpers import init_variables
 
 EPS = 1e-5
 
@@ -44,10 +45,11 @@ def test_value_and_gradient_equal_autodiff_of_the_formulas(shape):
       return lambda *a: sum(jnp.sum(o * c) for o, c in zip(fn(*a), (c_out, c_mean, c_var)))
 
     ours = lambda x_, s_, b_: batch_norm_relu(x_, s_, b_, None, EPS)
-    for got, expected in zip(ours(x, scale, bias), reference(x, scale, bias)):
-      np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    got = jax.grad(loss(ours), argnums=(0, 1, 2))(x, scale, bias)
-    expected = jax.grad(loss(reference), argnums=(0, 1, 2))(x, scale, bias)
+    # One program per side (eager, every op would compile on its own).
+    both = lambda fn: jax.jit(lambda *a: (fn(*a), jax.grad(loss(fn), argnums=(0, 1, 2))(*a)))
+    (values, got), (want, expected) = (both(fn)(x, scale, bias) for fn in (ours, reference))
+    for value, w in zip(values, want):
+      np.testing.assert_allclose(value, w, rtol=1e-12, atol=1e-12)
     for g, e in zip(got, expected):
       np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-10)
 
@@ -69,13 +71,13 @@ def test_module_equals_flax_batchnorm_then_relu():
 
   with jax.enable_x64():
     x, _, _ = inputs((8, 4, 4, 5))
-    variables = Plain(False).init(jax.random.key(0), x)
-    fused_init = Fused(False).init(jax.random.key(0), x)
+    variables, fused_init = (init_variables(m(False), x) for m in (Plain, Fused))
     assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, fused_init)
     variables = jax.tree.map(lambda a: a + jnp.asarray(
         np.random.default_rng(2).uniform(0.1, 0.5, a.shape)), variables)
     for train in (True, False):
-      outs = [m(train).apply(variables, x, mutable=["batch_stats"]) for m in (Plain, Fused)]
+      outs = [jax.jit(lambda v, a, m=m: m(train).apply(v, a, mutable=["batch_stats"]))(
+          variables, x) for m in (Plain, Fused)]
       (p_out, p_stats), (f_out, f_stats) = outs
       np.testing.assert_allclose(f_out, p_out, rtol=1e-11, atol=1e-12)
       for a, b in zip(jax.tree.leaves(f_stats), jax.tree.leaves(p_stats)):
@@ -88,7 +90,7 @@ def test_module_equals_flax_batchnorm_then_relu():
                                      "batch_stats": variables["batch_stats"]}, x_,
                                     mutable=["batch_stats"])
         return jnp.sum(out * cotangent)
-      return jax.grad(loss, argnums=(0, 1))(variables["params"], x)
+      return jax.jit(jax.grad(loss, argnums=(0, 1)))(variables["params"], x)
 
     for a, b in zip(jax.tree.leaves(grads(Fused)), jax.tree.leaves(grads(Plain))):
       np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
@@ -96,8 +98,8 @@ def test_module_equals_flax_batchnorm_then_relu():
 
 def test_bfloat16_inputs_keep_their_dtype():
   x, scale, bias = (a.astype(jnp.float32) for a in inputs((4, 3, 3, 2)))
-  out, grad = jax.value_and_grad(lambda x_: jnp.sum(batch_norm_relu(
-      x_, scale, bias)[0].astype(jnp.float32)))(x.astype(jnp.bfloat16))
+  out, grad = jax.jit(jax.value_and_grad(lambda x_: jnp.sum(batch_norm_relu(
+      x_, scale, bias)[0].astype(jnp.float32))))(x.astype(jnp.bfloat16))
   assert grad.dtype == jnp.bfloat16
-  expected = jax.grad(lambda x_: jnp.sum(reference(x_, scale, bias)[0]))(x)
+  expected = jax.jit(jax.grad(lambda x_: jnp.sum(reference(x_, scale, bias)[0])))(x)
   np.testing.assert_allclose(grad.astype(jnp.float32), expected, rtol=0.05, atol=0.05)

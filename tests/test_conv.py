@@ -11,6 +11,7 @@ import pytest
 from jax import lax
 
 from hmlc_jax.models import conv, small_cnn
+from tests.helpers import init_variables, normal
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -30,15 +31,16 @@ def _loss(conv_fn, x, w, strides, padding):
 ])
 def test_values_and_gradients_equal_lax_in_float64(x_shape, w_shape, strides, padding):
   with jax.enable_x64(True):
-    x = jax.random.normal(jax.random.key(0), x_shape, jnp.float64)
-    w = jax.random.normal(jax.random.key(1), w_shape, jnp.float64)
-    ours = conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
-    theirs = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+    x, w = normal(0, x_shape, np.float64), normal(1, w_shape, np.float64)
+
+    def value_and_grads(conv_fn):    # one program per side (eager ops compile one by one)
+      return jax.jit(lambda a, b: (
+          conv_fn(a, b, strides, padding, dimension_numbers=DN),
+          jax.grad(lambda a_, b_: _loss(conv_fn, a_, b_, strides, padding), (0, 1))(a, b)))
+
+    ours, grads = value_and_grads(conv.conv_general_dilated)(x, w)
+    theirs, expected = value_and_grads(lax.conv_general_dilated)(x, w)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
-    grads = jax.grad(lambda a, b: _loss(conv.conv_general_dilated, a, b, strides, padding),
-                     (0, 1))(x, w)
-    expected = jax.grad(lambda a, b: _loss(lax.conv_general_dilated, a, b, strides, padding),
-                        (0, 1))(x, w)
     for got, want in zip(grads, expected):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
@@ -73,8 +75,7 @@ def test_chunk_rows_is_the_largest_divisor_in_the_budget():
 
 def test_both_platform_branches_give_the_same_kernel_gradient():
   with jax.enable_x64(True):
-    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3), jnp.float64)
-    dy = jax.random.normal(jax.random.key(1), (2, 5, 6, 4), jnp.float64)
+    x, dy = normal(0, (2, 5, 6, 3), np.float64), normal(1, (2, 5, 6, 4), np.float64)
     options = dict(kernel_shape=(3, 3, 3, 4), pads=((1, 1), (1, 1)))
     np.testing.assert_allclose(conv.patch_kernel_grad(x, dy, **options),
                                conv.xla_kernel_grad(x, dy, **options), rtol=1e-12)
@@ -83,10 +84,9 @@ def test_both_platform_branches_give_the_same_kernel_gradient():
 def test_bfloat16_gradients_follow_float32():
   """bfloat16 inputs (the CIFAR configs' compute dtype) give bfloat16 gradients
   on both platform branches, close to the float32 ones."""
-  x = jax.random.normal(jax.random.key(0), (4, 6, 6, 8))
-  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 4))
-  grad = lambda a, b: jax.grad(lambda a_, b_: jnp.sum(conv.conv_general_dilated(
-      a_, b_, (1, 1), "SAME", dimension_numbers=DN).astype(jnp.float32) ** 2), (0, 1))(a, b)
+  x, w = normal(0, (4, 6, 6, 8)), normal(1, (3, 3, 8, 4))
+  grad = lambda a, b: jax.jit(jax.grad(lambda a_, b_: jnp.sum(conv.conv_general_dilated(
+      a_, b_, (1, 1), "SAME", dimension_numbers=DN).astype(jnp.float32) ** 2), (0, 1)))(a, b)
   low = grad(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
   assert [g.dtype for g in low] == [jnp.bfloat16, jnp.bfloat16]
   for got, want in zip(low, grad(x, w)):
@@ -109,11 +109,11 @@ def test_cpu_kernel_gradient_is_a_matmul_not_a_convolution():
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2), (1, 3, 3, 1)])
 def test_max_pool_2x2_equals_flax_max_pool(shape):
-  x = jax.random.normal(jax.random.key(0), shape)
-  np.testing.assert_array_equal(small_cnn.max_pool_2x2(x),
+  x = normal(0, shape)
+  np.testing.assert_array_equal(jax.jit(small_cnn.max_pool_2x2)(x),
                                 nn.max_pool(x, (2, 2), strides=(2, 2)))
   # Without ties the gradients are the same too.
-  g = lambda pool: jax.grad(lambda a: jnp.sum(pool(a) ** 3))(x)
+  g = lambda pool: jax.jit(jax.grad(lambda a: jnp.sum(pool(a) ** 3)))(x)
   np.testing.assert_allclose(g(small_cnn.max_pool_2x2),
                              g(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2))), rtol=1e-6)
 
@@ -133,7 +133,7 @@ def test_max_pool_2x2_splits_tied_gradients_as_autodiff_of_the_window_max(shape)
       return jnp.max(a.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
     cotangent = jnp.asarray(np.random.default_rng(1).normal(size=window_max(x).shape))
-    grad = lambda pool: jax.grad(lambda a: jnp.sum(pool(a) * cotangent))(x)
+    grad = lambda pool: jax.jit(jax.grad(lambda a: jnp.sum(pool(a) * cotangent)))(x)
     np.testing.assert_array_equal(small_cnn.max_pool_2x2(x), window_max(x))
     got, expected = grad(small_cnn.max_pool_2x2), grad(window_max)
     b, h, w, c = shape
@@ -160,11 +160,10 @@ def test_space_to_depth_against_a_loop():
 def test_space_to_depth_stem_keeps_the_later_stages():
   """With s=2 the first conv sees [B, H/2, W/2, 4C] and the first stage does
   not pool: the later stages and the representation keep their sizes."""
-  x = jax.random.normal(jax.random.key(0), (2, 16, 12, 1))
+  x = normal(0, (2, 16, 12, 1))
   plain = small_cnn.SmallCNN(width=4, convs_per_stage=1)
   folded = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2)
-  p_vars = plain.init(jax.random.key(1), x, train=False)
-  f_vars = folded.init(jax.random.key(1), x, train=False)
+  p_vars, f_vars = (init_variables(m, x, 1, train=False) for m in (plain, folded))
   assert p_vars["params"]["stage1_1_conv"]["kernel"].shape == (3, 3, 1, 4)
   assert f_vars["params"]["stage1_1_conv"]["kernel"].shape == (3, 3, 4, 4)
   for name in ("stage2_1_conv", "stage3_1_conv"):
@@ -179,10 +178,10 @@ def test_space_to_depth_stem_keeps_the_later_stages():
 def test_flatten_pool_keeps_every_position_of_the_mean_pooled_map():
   """pool="flatten" returns the last map itself; its mean over positions is
   exactly what pool="mean" returns with the same parameters."""
-  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  x = normal(0, (2, 28, 28, 1))
   mean = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2)
   flat = small_cnn.SmallCNN(width=4, convs_per_stage=1, space_to_depth=2, pool="flatten")
-  variables = mean.init(jax.random.key(1), x, train=False)
+  variables = init_variables(mean, x, 1, train=False)
   r_flat = np.asarray(flat.apply(variables, x, train=False))
   assert r_flat.shape == (2, 3 * 3 * 16)
   np.testing.assert_allclose(r_flat.reshape(2, 9, 16).mean(axis=1),

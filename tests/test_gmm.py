@@ -19,6 +19,26 @@ MIXTURES = [  # (weights, means, standard deviations): well separated, down to 5
 ]
 
 
+def jitted_fit(x, k, **options):
+  """``fit_gmm`` as one program, compiled once per shape and options (called
+  eagerly, its ops would compile one by one)."""
+  return _fit_program(k, tuple(sorted(options.items())))(jnp.asarray(x, jnp.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def _fit_program(k, options):
+  return jax.jit(lambda a: fit_gmm(a, k, **dict(options)))
+
+
+@functools.lru_cache(maxsize=None)
+def _masks_program(k, config):
+  return jax.jit(lambda a: level_masks(a, k, config))
+
+
+def jitted_masks(x, k, config):
+  return _masks_program(k, config)(jnp.asarray(x, jnp.float32))
+
+
 def _sample(rng, mixture, n):
   weights, means, sds = map(np.asarray, mixture)
   comp = rng.choice(len(weights), size=n, p=weights)
@@ -51,7 +71,7 @@ def test_small_component_of_one_row_is_found(init):
   # The G-HMLC setting: 128 entries, 6 of them (5%) far from the rest.
   rng = np.random.default_rng(1)
   x = np.concatenate([rng.normal(size=122), 8 + 0.3 * rng.normal(size=6)])
-  fit = fit_gmm(jnp.asarray(x, jnp.float32), 2, init=init)
+  fit = jitted_fit(x, 2, init=init)
   assign = np.argmax(np.asarray(fit.responsibilities), -1)
   top = np.argmax(np.asarray(fit.means))
   np.testing.assert_array_equal(assign == top, np.arange(128) >= 122)
@@ -88,8 +108,7 @@ def test_degenerate_rows_give_finite_values_and_gradients(scale, k, init):
 def test_batched_fit_equals_row_by_row():
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.normal(size=(2, 3, 40)), jnp.float32)
-  batched = fit_gmm(x, 2)
-  single = fit_gmm(x[1, 2], 2)
+  batched, single = jitted_fit(x, 2), jitted_fit(x[1, 2], 2)
   np.testing.assert_allclose(batched.means[1, 2], single.means, rtol=1e-5, atol=1e-6)
 
 
@@ -105,14 +124,14 @@ def test_mask_gradient_modes():
   np.testing.assert_array_equal(hard, 0.0)
   np.testing.assert_allclose(st, soft, rtol=1e-6)
   assert np.abs(soft).max() > 0
-  masks, _ = level_masks(z, 2, GMMConfig(mask_grad="straight_through", num_iters=3))
+  masks, _ = jitted_masks(z, 2, GMMConfig(mask_grad="straight_through", num_iters=3))
   assert set(np.unique(np.asarray(masks))) <= {0.0, 1.0}
 
 
 def test_batch_mode_shares_masks_across_rows():
   rng = np.random.default_rng(4)
   z = jnp.asarray(rng.normal(size=(5, 2, 16)) * np.linspace(0.1, 3, 16), jnp.float32)
-  masks, fit = level_masks(z, 2, GMMConfig(fit_over="batch"))
+  masks, fit = jitted_masks(z, 2, GMMConfig(fit_over="batch"))
   assert masks.shape == (5, 2, 2, 16)
   np.testing.assert_array_equal(masks, jnp.broadcast_to(masks[0, 0], masks.shape))
   stat = np.mean(np.abs(np.asarray(z)).reshape(-1, 16), 0)
@@ -135,10 +154,9 @@ def test_hard_assignment_against_oracle(min_dims, descending):
   rng = np.random.default_rng(min_dims)
   x = rng.standard_t(2.0, size=(6, 128))                 # heavy tails: tiny extreme components
   x[0, :3] = 12.0                                        # ties among the largest values
-  fit = fit_gmm(jnp.asarray(x, jnp.float32), 3)
-  resp = np.asarray(fit.responsibilities)
-  ours = np.asarray(hard_assignment(jnp.asarray(x, jnp.float32), jnp.asarray(resp), min_dims,
-                                    descending=descending))
+  resp = np.asarray(jitted_fit(x, 3).responsibilities)
+  assign = jax.jit(lambda a, r: hard_assignment(a, r, min_dims, descending=descending))
+  ours = np.asarray(assign(jnp.asarray(x, jnp.float32), jnp.asarray(resp)))
   for row in range(len(x)):
     ref = oracle.clamped_assignment(x[row], resp[row].argmax(-1), 3, min_dims, descending)
     np.testing.assert_array_equal(ours[row], ref)
@@ -156,7 +174,7 @@ def _unstructured_rows(rng, dim=128):
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_fit_matches_the_float64_em_on_unstructured_rows(k):
   x = _unstructured_rows(np.random.default_rng(k))
-  fit = fit_gmm(jnp.asarray(x, jnp.float32), k)
+  fit = jitted_fit(x, k)
   ref = oracle.gmm_em(x, k)
   for name in ("weights", "means", "variances"):
     np.testing.assert_allclose(getattr(fit, name), ref[name], rtol=2e-3, atol=2e-5,
@@ -170,8 +188,7 @@ def test_level_masks_match_the_float64_em_on_unstructured_rows(k, min_share):
   """Per-sample masks: the oracle's components ordered by mean (descending),
   the argmax assignment, clamped to the floor, one-hot per level."""
   x = _unstructured_rows(np.random.default_rng(10 + k))
-  masks, _ = level_masks(jnp.asarray(x, jnp.float32), k,
-                         GMMConfig(fit_over="sample", min_share=min_share))
+  masks, _ = jitted_masks(x, k, GMMConfig(fit_over="sample", min_share=min_share))
   ref = oracle.gmm_em(x, k)
   min_dims = min(int(np.floor(min_share * x.shape[1])), x.shape[1] // k)
   for row in range(len(x)):
@@ -187,12 +204,13 @@ def test_hard_assignment_is_the_argmax_above_the_floor():
   x = np.concatenate([rng.normal(m, 0.3, size=(4, s)) for m, s in ((5, 40), (0, 48), (-5, 40))],
                      axis=1)
   config = GMMConfig(fit_over="sample", min_share=0.25)
-  fit = fit_gmm(jnp.asarray(x, jnp.float32), 3)
+  fit = jitted_fit(x, 3)
   fit = fit._replace(responsibilities=fit.responsibilities[..., np.argsort(
       -np.asarray(fit.means[0]))])
-  ours = hard_assignment(jnp.asarray(x, jnp.float32), fit.responsibilities, 32)
+  ours = jax.jit(lambda a, r: hard_assignment(a, r, 32))(jnp.asarray(x, jnp.float32),
+                                                          fit.responsibilities)
   np.testing.assert_array_equal(np.asarray(ours), np.asarray(fit.responsibilities).argmax(-1))
-  masks, _ = level_masks(jnp.asarray(x, jnp.float32), 3, config)
+  masks, _ = jitted_masks(x, 3, config)
   np.testing.assert_array_equal(np.asarray(masks).sum(-1), [[40, 48, 40]] * 4)
 
 
@@ -214,10 +232,10 @@ def test_default_masks_keep_every_level_usable_on_trained_like_embeddings(fit_ov
   defaults = dict(common.base_config("ghmlc").gmm)
   floor = int(np.floor(defaults["min_share"] * z.shape[-1]))
   assert floor >= 4
-  masks, _ = level_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over)))
+  masks, _ = jitted_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over)))
   dims = np.asarray(masks).sum(-1)                          # [B, H]
   assert dims.min() >= floor
   np.testing.assert_allclose(dims.sum(-1), z.shape[-1])
   # Without the floor the same embedding leaves a level about one dimension.
-  bare, _ = level_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over, min_share=0.0)))
+  bare, _ = jitted_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over, min_share=0.0)))
   assert np.asarray(bare).sum(-1).mean(0).min() < 4

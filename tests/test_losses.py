@@ -50,7 +50,8 @@ def test_hmlc_matches_oracle(num_levels, kind, views):
 def test_hmlc_base_temperature_scales_loss():
   rng = np.random.default_rng(0)
   x, y = unit_features(rng, 12, 2, 8), tree_labels(rng, 12, 3)
-  got = losses.hmlc_loss(x, y, kind="hmc", temperature=0.2, base_temperature=0.1)
+  got = jax.jit(lambda a: losses.hmlc_loss(a, y, kind="hmc", temperature=0.2,
+                                           base_temperature=0.1))(x)
   _close(got, oracle.hmlc(x, y, "hmc", 0.2, 0.1))
 
 
@@ -91,7 +92,7 @@ def test_ahmlc_options_match_oracle(options):
   want, _ = oracle.masked_levels(
       z, masks, y, options.get("temperature", 0.07), options.get("base_temperature", 0.07),
       weights, options.get("full_weight", 0.0), options.get("enforce_hierarchy", False))
-  _close(losses.ahmlc_loss(z, masks, y, **options), want)
+  _close(jax.jit(lambda a, m: losses.ahmlc_loss(a, m, y, **options))(z, masks), want)
 
 
 def test_ahmlc_mask_gradient_matches_oracle_finite_differences():
@@ -103,8 +104,8 @@ def test_ahmlc_mask_gradient_matches_oracle_finite_differences():
   masks = rng.uniform(0.2, 0.9, size=(batch, views, num_levels, dim))
   y = tree_labels(rng, batch, num_levels)
   options = dict(temperature=0.2, base_temperature=0.1)
-  got = jax.grad(lambda m: losses.ahmlc_loss(
-      jnp.asarray(z, jnp.float32), m, y, full_weight=0.5, **options))(
+  got = jax.jit(jax.grad(lambda m: losses.ahmlc_loss(
+      jnp.asarray(z, jnp.float32), m, y, full_weight=0.5, **options)))(
           jnp.asarray(masks, jnp.float32))
   f = lambda m: oracle.masked_levels(z, m, y, 0.2, 0.1, None, 0.5)[0]
   want, eps = np.zeros_like(masks), 1e-6
@@ -129,16 +130,19 @@ def test_levels_are_told_apart_by_label_prefix_not_by_column(num_levels):
   x = unit_features(rng, batch, views, dim)
   z = rng.normal(size=(batch, views, dim)).astype(np.float32)
   masks = rng.uniform(size=(batch, views, num_levels, dim)).astype(np.float32)
-  for kind in ("hmc", "hce", "hmce"):
-    _close(losses.hmlc_loss(x, local, kind=kind), oracle.hmlc(x, y, kind))
-  got, aux = losses.ahmlc_loss(z, masks, local, return_aux=True)
+  # One program for every loss of the case (eager ops would compile one by one).
+  hmlc, (got, aux), ghmlc, hard = jax.jit(lambda a, b, m: (
+      [losses.hmlc_loss(a, local, kind=kind) for kind in ("hmc", "hce", "hmce")],
+      losses.ahmlc_loss(b, m, local, return_aux=True), losses.ghmlc_loss(b, local),
+      level_masks(b, num_levels, GMMConfig())[0]))(x, z, masks)
+  for kind, value in zip(("hmc", "hce", "hmce"), hmlc):
+    _close(value, oracle.hmlc(x, y, kind))
   want, levels = oracle.masked_levels(z, masks, y)
   _close(got, want)
   columns_only = [oracle.supcon_rows(*_column_grouping(z, masks, local, h)) for h in
                   range(num_levels)]
   assert any(abs(a - b) > 1e-3 for a, b in zip(columns_only, levels))
-  hard, _ = level_masks(z, num_levels, GMMConfig())
-  _close(losses.ghmlc_loss(z, local), oracle.masked_levels(z, np.asarray(hard), y)[0])
+  _close(ghmlc, oracle.masked_levels(z, np.asarray(hard), y)[0])
 
 
 def _column_grouping(z, masks, labels, h):
@@ -156,8 +160,8 @@ def test_ghmlc_matches_oracle_given_its_masks(fit_over, num_levels):
   z = rng.normal(size=(batch, views, dim)).astype(np.float32)
   y = tree_labels(rng, batch, num_levels)
   config = GMMConfig(fit_over=fit_over)
-  got, aux = jax.jit(lambda a: losses.ghmlc_loss(a, y, gmm=config, return_aux=True))(z)
-  masks, fit = level_masks(z, num_levels, config)
+  (got, aux), (masks, fit) = jax.jit(lambda a: (
+      losses.ghmlc_loss(a, y, gmm=config, return_aux=True), level_masks(a, num_levels, config)))(z)
   masks = np.asarray(masks)
   assert set(np.unique(masks)) <= {0.0, 1.0}
   np.testing.assert_array_equal(masks.sum(axis=2), 1.0)   # every dimension in one level
@@ -173,7 +177,8 @@ def test_ghmlc_level_order_follows_component_means():
   rng = np.random.default_rng(0)
   z = np.concatenate([5 + rng.normal(size=(6, 2, 8)), 0.1 * rng.normal(size=(6, 2, 24))], -1)
   for order, coarse in (("descending", slice(0, 8)), ("ascending", slice(8, 32))):
-    masks, fit = level_masks(jnp.asarray(z, jnp.float32), 2, GMMConfig(order=order))
+    masks, fit = jax.jit(lambda a: level_masks(a, 2, GMMConfig(order=order)))(
+        jnp.asarray(z, jnp.float32))
     assert np.all(np.asarray(masks)[:, :, 0, coarse] == 1.0)
     step = np.diff(np.asarray(fit.means), axis=-1)
     assert np.all(step < 0) if order == "descending" else np.all(step > 0)
@@ -183,7 +188,8 @@ def test_ghmlc_three_levels_take_components_in_mean_order():
   rng = np.random.default_rng(1)
   centres = np.repeat([0.0, 4.0, -4.0], [20, 6, 6])         # middle, high, low dimensions
   z = jnp.asarray(centres + 0.2 * rng.normal(size=(5, 2, 32)), jnp.float32)
-  masks, fit = level_masks(z, 3, GMMConfig(fit_over="sample", min_share=0.0))
+  masks, fit = jax.jit(lambda a: level_masks(a, 3, GMMConfig(fit_over="sample",
+                                                               min_share=0.0)))(z)
   levels = np.argmax(np.asarray(masks), axis=2)               # [B, V, D] level of each dim
   np.testing.assert_array_equal(levels, np.broadcast_to(np.repeat([1, 0, 2], [20, 6, 6]),
                                                         levels.shape))

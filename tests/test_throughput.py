@@ -9,6 +9,7 @@ import pytest
 
 from hmlc_jax import throughput
 from hmlc_jax.models import create_model
+from tests.helpers import init_variables
 
 
 def valid_taps(n: int) -> int:
@@ -24,7 +25,7 @@ def test_model_flops_per_view_is_the_layers_work_forward_and_backward():
       pool="mean", zero_init_residual=False))
   model = create_model(m, num_levels=2, attention_heads=False)
   x = jnp.ones((4, 16, 16, 1))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = init_variables(model, x, train=False)
   got = throughput.model_flops_per_view(model, variables, x)
   # Forward, input gradient and kernel gradient of each layer (the first layer's
   # input is data: no input gradient); 1 -> 8 at 16x16, 8 -> 16 at 8x8,

@@ -65,8 +65,10 @@ def device_batch(data: Dataset, config: ml_collections.ConfigDict, step: int) ->
   Process ``p`` of ``P`` takes global batch positions ``[p * B / P, (p + 1) * B / P)``.
 
   Returns:
-    ``x`` ``[devices, b, ...]`` raw inputs, ``y`` int32 ``[devices, b, H]`` and
-    ``position`` int32 ``[devices, b]`` (place in the global batch).
+    ``x`` ``[devices, b, ...]`` raw inputs, ``y`` int32 ``[devices, b, H]``,
+    ``position`` int32 ``[devices, b]`` (place in the global batch) and ``seed``
+    int32 ``[devices]`` (``config.seed``, passed as data: runs that differ only
+    in their seed compile the same program, which a compilation cache serves).
   """
   share = config.batch_size // jax.process_count()
   position = jax.process_index() * share + np.arange(share, dtype=np.int32)
@@ -74,7 +76,7 @@ def device_batch(data: Dataset, config: ml_collections.ConfigDict, step: int) ->
   devices = jax.local_device_count()
   split = lambda a: a.reshape((devices, -1) + a.shape[1:])
   return {"x": split(data.train_x[idx]), "y": split(data.train_y[idx]),
-          "position": split(position)}
+          "position": split(position), "seed": np.full(devices, config.seed, np.int32)}
 
 
 def replicate(tree):
@@ -93,13 +95,13 @@ def train_step(state: TrainState, batch: Dict, *, model, config: ml_collections.
 
   Args:
     state: replicated train state.
-    batch: this device's ``x`` [b, ...], ``y`` [b, H], ``position`` [b].
+    batch: this device's ``x`` [b, ...], ``y`` [b, H], ``position`` [b], ``seed`` [].
     model, config, kind, schedule: bound with `functools.partial` before pmap.
 
   Returns:
     (new state, metrics averaged over devices).
   """
-  keys = augment.example_keys(config.seed, state.step, batch["position"], config.num_views)
+  keys = augment.example_keys(batch["seed"], state.step, batch["position"], config.num_views)
   views = augment.augment_batch(keys, batch["x"], kind, config.augment)   # [b, V, ...]
   b, v = views.shape[:2]
   flat = views.reshape((b * v,) + views.shape[2:])

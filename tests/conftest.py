@@ -1,6 +1,8 @@
 import os
 import tempfile
 
+from tests.helpers import TEST_XLA_FLAGS
+
 # Tests see one CPU device unless a test starts its own subprocess.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # One persistent XLA compilation cache for the test session's workers and the
@@ -9,6 +11,10 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "hmlc_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Faster compiles for the test processes (tests/helpers.py: TEST_XLA_FLAGS);
+# subprocesses get them through tests.helpers.xla_flags or this environment.
+if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{TEST_XLA_FLAGS} {os.environ.get('XLA_FLAGS', '')}".strip()
 
 # The longest files first (measured with --durations), so that with
 # `-n 2 --dist loadfile` no long file starts last and runs alone at the end.

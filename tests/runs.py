@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import xla_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
           "embedding_variance", "train_loss", "steps")
@@ -30,12 +32,24 @@ def command(workdir, *extra):
 
 def environment(devices=1):
   return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+              XLA_FLAGS=xla_flags(devices))
 
 
 def run(workdir, *extra):
   return subprocess.run(command(workdir, *extra), cwd=ROOT, env=environment(),
                         capture_output=True, text=True, timeout=300)
+
+
+def refusals(workdir, *changes):
+  """``run(workdir, change)`` for each change, from one driver process that
+  imports the libraries once (tests/bad_input.py): result dicts with
+  ``returncode``, ``stdout``, ``stderr``."""
+  cases = [["main.py", command(workdir, change)[2:]] for change in changes]
+  done = subprocess.run([sys.executable, "-m", "tests.bad_input"], input=json.dumps(cases),
+                        cwd=ROOT, env=environment(), capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return json.loads(done.stdout)
 
 
 def results(workdir):

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from hmlc_jax import ablation, sweeps
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_ablation(out, *extra):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags(1))
   return subprocess.run([sys.executable, "-m", "hmlc_jax.ablation", "--suite=hdigits",
                          f"--out={out}", "--smoke", "--set=tensorboard=False",
                          "--set=throughput=False", *extra], cwd=ROOT, env=env,

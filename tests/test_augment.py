@@ -91,3 +91,14 @@ def test_crop_ratio_one_with_full_area_keeps_the_image():
       for ratio in ([(1.0, 1.0)], [])])(keys)
   np.testing.assert_allclose(same, jnp.broadcast_to(image, same.shape), atol=1e-6)
   assert float(jnp.max(jnp.abs(cropped - image))) > 0.1
+
+
+def test_keys_of_a_traced_seed_equal_those_of_the_int():
+  """The train step takes the seed as data (one compile for every seed of a suite):
+  the keys must be those of the seed as a Python int."""
+  positions = jnp.arange(5)
+  expected = jax.random.key_data(augment.example_keys(7, jnp.int32(3), positions, 2))
+  traced = jax.jit(lambda s: jax.random.key_data(augment.example_keys(s, jnp.int32(3),
+                                                                      positions, 2)))
+  np.testing.assert_array_equal(traced(jnp.int32(7)), expected)
+  assert not np.array_equal(traced(jnp.int32(8)), expected)

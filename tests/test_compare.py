@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import xla_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def compare(out, *extra):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags(1))
   return subprocess.run([sys.executable, "-m", "hmlc_jax.compare", "--suite=hdigits",
                          f"--out={out}", "--set=tensorboard=False", "--set=throughput=False",
                          *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)

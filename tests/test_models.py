@@ -18,6 +18,7 @@ from hmlc_jax.errors import UserInputError
 from hmlc_jax.models import BACKBONES, AttentionHeads, create_model
 from hmlc_jax.models.resnet import BasicBlock
 from tests.fixtures import section
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 # rbg keys: threefry sampling takes about a second to compile per shape on CPU.
@@ -286,7 +287,7 @@ def test_bad_config_names_the_field(field, value):
 
 @pytest.fixture(scope="module")
 def sync_report():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(4),
              JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   out = subprocess.run([sys.executable, "-m", "tests.sync_batchnorm_parity"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=600, check=True)

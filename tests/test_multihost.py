@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import xla_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", "--config.num_train_steps=6",
         "--config.checkpoint_every_steps=3", "--config.eval.probe_epochs=1",
@@ -19,7 +21,7 @@ ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", "--config.num_train_steps=6",
 def environment(devices):
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
   return dict(env, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+              XLA_FLAGS=xla_flags(devices))
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
-                        results, run, shared_reference)
+                        refusals, results, run, shared_reference)
 
 
 def snapshot(workdir):
@@ -104,14 +104,13 @@ def test_incompatible_config_is_refused_unless_overwrite(reference, tmp_path):
   workdir = tmp_path / "other"
   shutil.copytree(reference, workdir)
   before = snapshot(workdir)
-  for change, field in (("--config.method=supcon", "method"),
-                        ("--config.batch_size=32", "batch_size"),
-                        ("--config.model.width=8", "model")):
-    refused = run(workdir, change)
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    lines = refused.stderr.strip().splitlines()
+  changes = {"method": "--config.method=supcon", "batch_size": "--config.batch_size=32",
+             "model": "--config.model.width=8"}
+  for field, refused in zip(changes, refusals(workdir, *changes.values())):
+    assert refused["returncode"] == 2, refused["stderr"][-2000:]
+    lines = refused["stderr"].strip().splitlines()
     assert len(lines) == 1 and f"trained with {field}=" in lines[0] and "--overwrite" in lines[0]
-    assert snapshot(workdir) == before
+  assert snapshot(workdir) == before
   fresh = run(workdir, "--config.method=supcon", "--overwrite")
   assert fresh.returncode == 0, fresh.stderr[-2000:]
   assert "resuming" not in fresh.stderr and results(workdir)["config"]["method"] == "supcon"

@@ -24,9 +24,10 @@ import ml_collections
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25     # fixed input normalisation of [0, 1] pixels
 
 
-def example_keys(seed: int, step: jnp.ndarray, positions: jnp.ndarray,
+def example_keys(seed, step: jnp.ndarray, positions: jnp.ndarray,
                  num_views: int) -> jnp.ndarray:
-  """Keys ``[b, V]`` for the examples at global batch ``positions`` [b] of ``step``."""
+  """Keys ``[b, V]`` for the examples at global batch ``positions`` [b] of ``step``
+  (``seed``: an int or an int32 scalar array, the same keys either way)."""
   step_key = jax.random.fold_in(jax.random.key(seed), step)
   per_example = jax.vmap(lambda p: jax.random.fold_in(step_key, p))(positions)
   return jax.vmap(lambda k: jax.vmap(lambda v: jax.random.fold_in(k, v))(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import xla_flags
+from tests.multidevice_parity import LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def test_four_devices_were_used(parity_report):
   assert parity_report["devices"] == 4
 
 
-@pytest.mark.parametrize("num_levels", [2, 3])
+@pytest.mark.parametrize("num_levels", LEVELS)
 @pytest.mark.parametrize("name", ["simclr", "supcon", "hmc", "hce", "hmce", "ghmlc",
                                   "ghmlc_batch_soft", "ghmlc_dp", "ahmlc"])
 def test_loss_and_gradient_parity(parity_report, name, num_levels):

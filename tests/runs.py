@@ -40,12 +40,12 @@ def run(workdir, *extra):
                         capture_output=True, text=True, timeout=300)
 
 
-def refusals(workdir, *changes):
-  """``run(workdir, change)`` for each change, from one driver process that
-  imports the libraries once (tests/bad_input.py): result dicts with
-  ``returncode``, ``stdout``, ``stderr``."""
-  cases = [["main.py", command(workdir, change)[2:]] for change in changes]
-  done = subprocess.run([sys.executable, "-m", "tests.bad_input"], input=json.dumps(cases),
+def run_all(*commands):
+  """``run(*command)`` for each command in turn, from one driver process that
+  imports the libraries once and forks a process per command (tests/driver.py):
+  dicts with ``returncode``, ``stdout``, ``stderr``."""
+  cases = [["main.py", command(*c)[2:]] for c in commands]
+  done = subprocess.run([sys.executable, "-m", "tests.driver"], input=json.dumps(cases),
                         cwd=ROOT, env=environment(), capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Command lines that must be refused: one line on stderr naming the problem,
 exit status 2, no traceback, and the workdir (or output folder) not created.
 
-All cases run from one driver (`tests/bad_input.py`), each in a process of
+All cases run from one driver (`tests/driver.py`), each in a process of
 its own forked from one that has already imported the libraries.
 """
 import json
@@ -103,7 +103,7 @@ def refused(tmp_path_factory):
   env = {k: v for k, v in os.environ.items()
          if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
   env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-m", "tests.bad_input"], input=json.dumps(commands),
+  done = subprocess.run([sys.executable, "-m", "tests.driver"], input=json.dumps(commands),
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads(done.stdout)

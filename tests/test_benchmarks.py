@@ -13,6 +13,11 @@ KEYS = {"examples_per_sec", "step_ms", "compile_s", "peak_memory_bytes", "flops_
         "mfu"}
 
 
+# The benchmark smoke tests share the hdigits smoke configs at a global batch of
+# 32, so that their processes compile the same steps (the compilation cache
+# serves the later ones).
+
+
 def test_train_step_benchmark_smoke(tmp_path):
   configs = ["configs/hdigits_supcon.py:smoke", "configs/hdigits_ghmlc.py:smoke"]
   out = tmp_path / "bench.json"
@@ -45,7 +50,7 @@ def test_cpu_device_split_benchmark_runs_each_variant_with_its_device_count(tmp_
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   run = subprocess.run([sys.executable, "benchmarks/bench_cpu_devices.py",
                         "--configs=configs/hdigits_supcon.py:smoke", "--variants=1,2",
-                        "--rounds=1", "--steps=2", "--warmup=1", "--batch_size=16",
+                        "--rounds=1", "--steps=2", "--warmup=1", "--batch_size=32",
                         f"--json={out}"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
@@ -132,14 +137,14 @@ def test_conv_shapes_follow_the_small_cnn(config):
 def test_conv_floor_benchmark_times_the_convolutions_beside_the_step(tmp_path):
   out = tmp_path / "floor.json"
   run = subprocess.run([sys.executable, "benchmarks/bench_conv_floor.py",
-                        "--config=configs/hdigits_supcon.py:smoke", "--batch_size=16",
+                        "--config=configs/hdigits_supcon.py:smoke", "--batch_size=32",
                         "--rounds=3", "--warmup=1", f"--json={out}"],
                        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
                        capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
   r = json.loads(out.read_text())
   assert r["layers"] == [[16, 4, 4], [16, 4, 8], [8, 8, 16]]      # width 4, 2x2 stem
-  assert r["views_per_device"] * r["devices"] == 32 and len(r["conv_ms_all"]) == 3
+  assert r["views_per_device"] * r["devices"] == 64 and len(r["conv_ms_all"]) == 3
   assert r["conv_ms"] == sorted(r["conv_ms_all"])[1]
   assert r["step_ms"] == sorted(r["step_ms_all"])[1]
   assert r["conv_flops"] > 0

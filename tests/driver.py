@@ -1,8 +1,10 @@
-"""One driver for the command lines that must be refused: each case runs as
-its own process, forked from one that has already imported the libraries, so
-the suite does not pay for a Python and TensorFlow start-up per case.
+"""One driver for command lines the tests run one after another (the refused
+ones of tests/test_bad_input.py, the runs of tests/runs.py `run_all`): each
+runs as its own process, forked from one that has already imported the
+libraries, so the suite does not pay for a Python and TensorFlow start-up per
+command.
 
-    python -m tests.bad_input < cases.json > results.json
+    python -m tests.driver < cases.json > results.json
 
 Input: a JSON list of ``[entry, args]`` where ``entry`` is ``"main.py"`` or a
 module run with ``-m`` (``"hmlc_jax.compare"``). Output: a JSON list of

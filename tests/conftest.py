@@ -10,7 +10,9 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # programs three times). Cached executables are bit-identical to fresh ones.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "hmlc_jax_test_xla_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Every program, however quick to compile: a repeated main.py run then compiles
+# nothing (measured: 8.4 s -> 6.3 s a run with the 0.5 s threshold before).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # Faster compiles for the test processes (tests/helpers.py: TEST_XLA_FLAGS);
 # subprocesses get them through tests.helpers.xla_flags or this environment.
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):

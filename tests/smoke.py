@@ -19,11 +19,19 @@ RESULT_KEYS = {"linear_probe_accuracy", "knn_accuracy", "hierarchical_consistenc
 
 def smoke_config(name: str, **overrides):
   """``configs/<name>.py:smoke`` with dotted-name overrides (``dataset.data_dir=...``),
-  without TensorBoard output (its TensorFlow import; tests/runs.py checks the events)."""
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  without TensorBoard output (its TensorFlow import; tests/runs.py checks the events).
+  ``name`` may also be a function of configs/common.py and a method, as in
+  ``"hfashion_simclr"`` for the methods without a file of their own."""
+  path = ROOT / "configs" / f"{name}.py"
+  if path.exists():
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("smoke")
+  else:
+    from configs import common
+    family, method = name.rsplit("_", 1)
+    config = getattr(common, family)(method, "smoke")
   config.tensorboard = False
   config.throughput = False
   for dotted, value in overrides.items():
@@ -33,6 +41,26 @@ def smoke_config(name: str, **overrides):
       node = node[parent]
     node[leaf] = value
   return config
+
+
+LEARNING_STEPS = 100
+
+
+def learning_config(method: str, data_dir: str):
+  """tests/test_learning.py's run of ``method`` on Fashion-MNIST-shaped IDX files
+  in ``data_dir`` (`tests.fixtures.write_fashion_idx`). tests/test_train.py
+  takes its single steps with the same configs, so the two compile the same
+  train-step programs (the compilation cache serves whichever comes second)."""
+  return smoke_config(
+      f"hfashion_{method}", **{"dataset.data_dir": data_dir, "dataset.train_size": 0,
+                               "dataset.test_size": 0, "num_train_steps": LEARNING_STEPS,
+                               "batch_size": 64, "learning_rate": 5e-3, "model.width": 8,
+                               "model.projection_dim": 32,
+                               "checkpoint_every_steps": LEARNING_STEPS,
+                               "log_every_steps": LEARNING_STEPS, "progress_bar": False,
+                               "log_to_console": False, "eval.probe_epochs": 40,
+                               # the augmentation the margins were measured with
+                               "augment.crop_scale": (0.6, 1.0), "augment.jitter_prob": 0.8})
 
 
 def run_and_check(config, workdir: str, num_levels: int = 2) -> dict:

@@ -14,27 +14,14 @@ import pytest
 from hmlc_jax import evaluate, train_state
 from hmlc_jax.data import augment, load_dataset
 from tests.fixtures import write_fashion_idx
-from tests.smoke import run_and_check, smoke_config
+from tests.smoke import learning_config, run_and_check
 
 MARGIN = 0.03          # linear-probe accuracy, at every level
-STEPS = 100
 
 
 @pytest.fixture(scope="module")
 def fashion_dir(tmp_path_factory):
   return write_fashion_idx(tmp_path_factory.mktemp("fashion"), sizes=(600, 300))
-
-
-def learning_config(method: str, data_dir: str):
-  return smoke_config(
-      f"hfashion_{method}", **{"dataset.data_dir": data_dir, "dataset.train_size": 0,
-                               "dataset.test_size": 0, "num_train_steps": STEPS,
-                               "batch_size": 64, "learning_rate": 5e-3, "model.width": 8,
-                               "model.projection_dim": 32, "checkpoint_every_steps": STEPS,
-                               "log_every_steps": STEPS, "progress_bar": False,
-                               "log_to_console": False, "eval.probe_epochs": 40,
-                               # the augmentation the margins were measured with
-                               "augment.crop_scale": (0.6, 1.0), "augment.jitter_prob": 0.8})
 
 
 _UNTRAINED = {}

@@ -5,7 +5,8 @@ import pytest
 from configs import common
 from hmlc_jax import checkpoints, methods, train, train_state, workdir as files
 from hmlc_jax.errors import NonFiniteError, UserInputError
-from tests.fixtures import section
+from tests.fixtures import section, write_fashion_idx
+from tests.smoke import learning_config
 
 
 def test_each_epoch_visits_every_example_once():
@@ -100,27 +101,24 @@ def test_non_finite_state_is_never_saved(tmp_path):
   manager.close()
 
 
-_HDIGITS = {}
-
-
-def _smoke_data(config):
-  """The hdigits smoke data, built once for every method's step."""
+@pytest.fixture(scope="module")
+def fashion_data(tmp_path_factory):
+  """The learning test's data (tests/test_learning.py), loaded once for every method."""
   from hmlc_jax.data import load_dataset
-  key = config.dataset.to_json()
-  if key not in _HDIGITS:
-    _HDIGITS[key] = load_dataset(config.dataset)
-  return _HDIGITS[key]
+  root = write_fashion_idx(tmp_path_factory.mktemp("fashion"), sizes=(600, 300))
+  return root, load_dataset(learning_config("supcon", root).dataset)
 
 
 @pytest.mark.parametrize("method", list(methods.METHODS))      # a new entry is tested too
-def test_train_step_of_every_method(method):
-  """One pmapped step of every method on the hdigits smoke data: the loss is
-  finite and positive, every parameter moves, the per-level metrics are there.
-  (The whole loop runs end to end for one config per data-set family.)"""
+def test_train_step_of_every_method(method, fashion_data):
+  """One pmapped step of every method with the learning test's config (three
+  levels; the same compiled steps as that test's runs): the loss is finite and
+  positive, every parameter moves, the per-level metrics are there. (The whole
+  loop runs end to end for one config per data-set family.)"""
   import jax
   from hmlc_jax.data import augment
-  config = common.hdigits(method, "smoke")
-  data = _smoke_data(config)
+  root, data = fashion_data
+  config = learning_config(method, root)
   model = train_state.build_model(config, data, axis_name=train.AXIS)
   sample = augment.prepare_eval(data.train_x[:1], data.kind)
   state = train_state.create_train_state(config, model, sample, len(data.train_x))
@@ -135,4 +133,4 @@ def test_train_step_of_every_method(method):
   moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), before, after)
   assert all(jax.tree.leaves(moved)), moved
   if method in ("ghmlc", "ahmlc"):
-    assert {"level_loss/0", "level_loss/1", "level_dims/0", "level_dims/1"} <= set(metrics)
+    assert {f"level_{m}/{h}" for m in ("loss", "dims") for h in range(3)} <= set(metrics)

@@ -24,7 +24,10 @@ def test_notebook_runs_with_the_smoke_config(tmp_path, monkeypatch):
   monkeypatch.chdir(ROOT)
   monkeypatch.setenv("HMLC_NOTEBOOK_CONFIG", "configs/hdigits_ghmlc.py:smoke")
   monkeypatch.setenv("HMLC_NOTEBOOK_WORKDIR", str(workdir))
-  monkeypatch.setenv("HMLC_NOTEBOOK_FLAGS", "--cpu_devices=1")
+  # Without TensorBoard output and the throughput timing (their TensorFlow import and
+  # matmuls; the run tests check both).
+  monkeypatch.setenv("HMLC_NOTEBOOK_FLAGS",
+                     "--cpu_devices=1 --config.tensorboard=False --config.throughput=False")
   monkeypatch.setenv("PYTHONPATH", str(ROOT))
   namespace, out = {}, io.StringIO()
   with contextlib.redirect_stdout(out):

@@ -35,6 +35,8 @@ def parse_args(argv):
   p.add_argument("--from_step", type=int, default=25)
   p.add_argument("--to_step", type=int, default=75)
   p.add_argument("--json", default="bench_default_run.json", help="output JSON path")
+  p.add_argument("--main_flags", default="",
+                 help="more main.py flags, space-separated, e.g. --config.tensorboard=False")
   args = p.parse_args(argv)
   if not 0 < args.from_step < args.to_step:
     p.error("need 0 < --from_step < --to_step")
@@ -46,7 +48,7 @@ def seconds_per_step(args, devices: int, workdir: str) -> float:
   """Starts main.py, timestamps its metric lines, stops it after ``to_step``."""
   command = [sys.executable, "main.py", f"--config={args.config}", f"--workdir={workdir}",
              f"--cpu_devices={devices}", "--config.log_every_steps=1",
-             f"--config.num_train_steps={args.to_step + 1}"]
+             f"--config.num_train_steps={args.to_step + 1}", *args.main_flags.split()]
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
   proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

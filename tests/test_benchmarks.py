@@ -95,7 +95,9 @@ def test_default_run_benchmark_times_the_real_training_loop(tmp_path):
   out = tmp_path / "run.json"
   run = subprocess.run([sys.executable, "benchmarks/bench_default_run.py",
                         "--config=configs/hdigits_ghmlc.py:smoke", "--cpu_devices=2",
-                        "--rounds=1", "--from_step=2", "--to_step=4", f"--json={out}"],
+                        "--rounds=1", "--from_step=2", "--to_step=4", f"--json={out}",
+                        # no TensorFlow import for TensorBoard, no matmul timing
+                        "--main_flags=--config.tensorboard=False --config.throughput=False"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
   result = json.loads(out.read_text())

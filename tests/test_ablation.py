@@ -22,6 +22,7 @@ def run_ablation(out, *extra):
              XLA_FLAGS=xla_flags(1))
   return subprocess.run([sys.executable, "-m", "hmlc_jax.ablation", "--suite=hdigits",
                          f"--out={out}", "--smoke", "--set=tensorboard=False",
+                         f"--set=checkpoint_every_steps={STEPS // 2}",
                          "--set=throughput=False", *extra], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 

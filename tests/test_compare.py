@@ -25,8 +25,9 @@ def compare(out, *extra):
 
 # The run tests' step count (tests/runs.py): G-HMLC's train step is then the shared
 # reference run's program (every seed's: the seed is data), held by the cache.
+# Two checkpoints a run instead of the smoke variant's fifteen.
 SUITE = ("--seeds=2", "--methods=hmce,ghmlc", "--swap_methods=ghmlc", "--smoke",
-         f"--set=num_train_steps={STEPS}")
+         f"--set=num_train_steps={STEPS}", f"--set=checkpoint_every_steps={STEPS // 2}")
 
 
 @pytest.fixture(scope="module")

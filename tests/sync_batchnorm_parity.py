@@ -12,7 +12,6 @@ gradient of the summed loss.
 """
 from __future__ import annotations
 
-import functools
 import json
 
 import jax
@@ -21,6 +20,7 @@ import numpy as np
 
 from hmlc_jax.models import create_model
 from tests.fixtures import section
+from tests.helpers import init_variables
 
 LOCAL_BATCH = 4
 INPUTS = {"resnet18": (16, 16, 3), "pointnet": (32, 3), "small_cnn": (16, 16, 1)}
@@ -69,9 +69,7 @@ def forward_difference(model, variables, split, out, stats) -> dict:
 
 def compare(backbone: str, x: np.ndarray, devices: int) -> dict:
   synced, local = make_model(backbone, "batch"), make_model(backbone, None)
-  # rbg keys: threefry sampling takes about a second to compile per shape on CPU.
-  init = jax.jit(functools.partial(synced.init, train=False))
-  variables = init(jax.random.key(0, impl="rbg"), x[:1])
+  variables = init_variables(synced, x[:1], train=False)
   # Reference: one device, whole batch (train mode needs no axis_name there).
   out, stats = jax.jit(train_forward(local))(variables, x)
   replicated = jax.tree.map(lambda a: np.broadcast_to(a, (devices,) + a.shape), variables)

@@ -51,8 +51,7 @@ def _sample(rng, mixture, n):
 def test_fit_matches_scikit_learn(mixture, n, init):
   rng = np.random.default_rng(n)
   rows = np.stack([_sample(rng, mixture, n) for _ in range(3)])       # a batch of fits
-  fit = jax.jit(lambda x: fit_gmm(x, len(mixture[0]), num_iters=30, init=init))(
-      jnp.asarray(rows))
+  fit = jitted_fit(rows, len(mixture[0]), num_iters=30, init=init)
   for r, x in enumerate(rows):
     ref = GaussianMixture(len(mixture[0]), n_init=5, tol=1e-8, max_iter=500,
                           random_state=0).fit(x[:, None])

@@ -93,6 +93,7 @@ def test_non_finite_state_is_never_saved(tmp_path):
   checkpoints.save_finite(manager, state.replace(step=1))
   manager.wait_until_finished()
   for bad in (state.replace(step=2, params={"w": jnp.array([1.0, jnp.nan, 1.0])}),
+              state.replace(step=2, params={"w": jnp.array([jnp.nan], jnp.bfloat16)}),
               state.replace(step=2, last_loss=jnp.float32(jnp.inf))):
     with pytest.raises(NonFiniteError, match="last checkpoint: step 1"):
       checkpoints.save_finite(manager, bad)

@@ -27,7 +27,8 @@ def test_notebook_runs_with_the_smoke_config(tmp_path, monkeypatch):
   # Without TensorBoard output and the throughput timing (their TensorFlow import and
   # matmuls; the run tests check both).
   monkeypatch.setenv("HMLC_NOTEBOOK_FLAGS",
-                     "--cpu_devices=1 --config.tensorboard=False --config.throughput=False")
+                     "--cpu_devices=1 --config.tensorboard=False --config.throughput=False"
+                     " --config.num_train_steps=30")
   monkeypatch.setenv("PYTHONPATH", str(ROOT))
   namespace, out = {}, io.StringIO()
   with contextlib.redirect_stdout(out):
@@ -35,5 +36,5 @@ def test_notebook_runs_with_the_smoke_config(tmp_path, monkeypatch):
       exec(compile(source, str(NOTEBOOK), "exec"), namespace)   # pylint: disable=exec-used
   printed = out.getvalue()
   assert "device count:" in printed and "linear probe" in printed
-  assert namespace["results"]["steps"] == 3
+  assert namespace["results"]["steps"] == 30
   assert os.path.getsize(workdir / "tsne.png") > 0

@@ -1,14 +1,17 @@
-"""One driver for command lines the tests run one after another (the refused
-ones of tests/test_bad_input.py, the runs of tests/runs.py `run_all`): each
-runs as its own process, forked from one that has already imported the
-libraries, so the suite does not pay for a Python and TensorFlow start-up per
-command.
+"""One driver for the command lines the tests run (`tests.runs.run_command`:
+the runs of tests/runs.py, the refused ones of tests/test_bad_input.py, the
+comparison and ablation runners): each runs as its own process, forked from
+one that has already imported the libraries, so the suite does not pay for a
+Python, JAX and scikit-learn start-up per command (about 3 s each).
 
-    python -m tests.driver < cases.json > results.json
+    python -m tests.driver        # tests/runs.py starts one per test process
 
-Input: a JSON list of ``[entry, args]`` where ``entry`` is ``"main.py"`` or a
-module run with ``-m`` (``"hmlc_jax.compare"``). Output: a JSON list of
-``{"returncode", "stdout", "stderr", "seconds"}`` in the same order.
+It reads one JSON request a line, ``{"entry", "args", "env", "timeout"}``, and
+answers each with one line ``{"returncode", "stdout", "stderr", "seconds"}``
+until its input closes. ``entry`` is ``"main.py"`` or a module run with
+``-m`` (``"hmlc_jax.compare"``); ``env`` replaces the child's environment,
+except that the ``JAX_*`` variables must equal the driver's own (jax read
+them when the driver imported it).
 
 The parent imports the libraries but never starts a JAX backend (nothing in
 the imports computes), so every child chooses its own device count and
@@ -34,18 +37,33 @@ import hmlc_jax.ablation  # noqa: E402,F401  pylint: disable=wrong-import-positi
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _child(entry, args, out_path, err_path):
+def _use_environment(env):
+  changed = sorted(k for k in set(env) | set(os.environ)
+                   if k.startswith("JAX_") and env.get(k) != os.environ.get(k))
+  if changed:
+    raise SystemExit(f"tests.driver: {', '.join(changed)} differ from the driver's own, "
+                     "which jax read at import; start a driver with them")
+  os.environ.clear()
+  os.environ.update(env)
+
+
+def _child(entry, args, env, out_path, err_path):
   """Runs one command line as ``python entry args`` would; never returns."""
   code = 1
   with open(out_path, "w") as out, open(err_path, "w") as err:
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
+  os.dup2(os.open(os.devnull, os.O_RDONLY), 0)      # the requests are the driver's
   sys.stdout = os.fdopen(1, "w", buffering=1)
   sys.stderr = os.fdopen(2, "w", buffering=1)
   sys.argv = [entry, *args]
   try:
+    if env is not None:
+      _use_environment(env)
     if entry.endswith(".py"):
-      runpy.run_path(os.path.join(ROOT, entry), run_name="__main__")
+      path = os.path.join(ROOT, entry)
+      sys.path.insert(0, os.path.dirname(path))        # as `python path` does
+      runpy.run_path(path, run_name="__main__")
     else:
       sys.modules.pop(entry, None)        # imported above for its imports' sake
       runpy.run_module(entry, run_name="__main__", alter_sys=True)
@@ -63,13 +81,15 @@ def _child(entry, args, out_path, err_path):
     os._exit(code)  # pylint: disable=protected-access
 
 
-def run_case(entry, args, timeout=120.0):
+def run_case(entry, args, env=None, timeout=120.0):
   with tempfile.TemporaryDirectory() as tmp:
     out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+    sys.stdout.flush()                   # nothing buffered is written twice
+    sys.stderr.flush()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
-      _child(entry, args, out_path, err_path)
+      _child(entry, args, env, out_path, err_path)
     while True:
       done, status = os.waitpid(pid, os.WNOHANG)
       if done:
@@ -87,11 +107,20 @@ def run_case(entry, args, timeout=120.0):
   return dict(returncode=os.waitstatus_to_exitcode(status), stdout=stdout, stderr=stderr, seconds=seconds)
 
 
+def serve():
+  protocol = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)                          # anything else printed goes to stderr
+  for line in sys.stdin:
+    request = json.loads(line)
+    result = run_case(request["entry"], request["args"], request.get("env"),
+                      request.get("timeout", 120.0))
+    protocol.write(json.dumps(result) + "\n")
+    protocol.flush()
+
+
 def main():
   os.chdir(ROOT)
-  cases = json.load(sys.stdin)
-  results = [run_case(entry, args) for entry, args in cases]
-  json.dump(results, sys.stdout)
+  serve()
 
 
 if __name__ == "__main__":

@@ -31,25 +31,41 @@ def command(workdir, *extra):
 
 
 def environment(devices=1):
-  return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-              XLA_FLAGS=xla_flags(devices))
+  """A test subprocess's environment: ``devices`` CPU devices (None: no count)."""
+  env = {k: v for k, v in os.environ.items()           # a test machine's multi-host settings
+         if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+  return dict(env, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
+
+
+_driver = None
+
+
+def run_command(entry, args, env=None, timeout=300) -> subprocess.CompletedProcess:
+  """``python entry args`` (``entry``: ``"main.py"`` or a module for ``-m``) in a
+  process forked from this test process's driver (tests/driver.py), which has
+  imported the libraries once; ``env`` defaults to `environment()`. Returns
+  stdout, stderr and returncode as `subprocess.run` would, and ``seconds``."""
+  global _driver
+  if _driver is None or _driver.poll() is not None:
+    _driver = subprocess.Popen([sys.executable, "-m", "tests.driver"], cwd=ROOT,
+                               env=environment(), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  request = dict(entry=entry, args=[str(a) for a in args], env=env or environment(),
+                 timeout=timeout)
+  _driver.stdin.write(json.dumps(request) + "\n")
+  _driver.stdin.flush()
+  answer = _driver.stdout.readline()
+  assert answer, "the tests' driver process ended"
+  answer = json.loads(answer)
+  done = subprocess.CompletedProcess([entry, *request["args"]], answer["returncode"],
+                                     answer["stdout"], answer["stderr"])
+  done.seconds = answer["seconds"]
+  return done
 
 
 def run(workdir, *extra):
-  return subprocess.run(command(workdir, *extra), cwd=ROOT, env=environment(),
-                        capture_output=True, text=True, timeout=300)
-
-
-def run_all(*commands):
-  """``run(*command)`` for each command in turn, from one driver process that
-  imports the libraries once and forks a process per command (tests/driver.py):
-  dicts with ``returncode``, ``stdout``, ``stderr``."""
-  cases = [["main.py", command(*c)[2:]] for c in commands]
-  done = subprocess.run([sys.executable, "-m", "tests.driver"], input=json.dumps(cases),
-                        cwd=ROOT, env=environment(), capture_output=True, text=True,
-                        timeout=300)
-  assert done.returncode == 0, done.stderr[-2000:]
-  return json.loads(done.stdout)
+  """The reference's command (`command`) with ``extra`` flags, through `run_command`."""
+  return run_command("main.py", command(workdir, *extra)[2:])
 
 
 def results(workdir):

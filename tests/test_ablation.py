@@ -1,30 +1,19 @@
 """The ablation runner: variant parsing, validation-only scoring, the table
 against the per-run results, resume, and bad variants."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import ml_collections
 import numpy as np
 import pytest
 
 from hmlc_jax import ablation, sweeps
-from tests.helpers import xla_flags
-from tests.runs import STEPS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.runs import STEPS, run_command
 
 
 def run_ablation(out, *extra):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS=xla_flags(1))
-  return subprocess.run([sys.executable, "-m", "hmlc_jax.ablation", "--suite=hdigits",
-                         f"--out={out}", "--smoke", "--set=tensorboard=False",
-                         f"--set=checkpoint_every_steps={STEPS // 2}",
-                         "--set=throughput=False", *extra], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return run_command("hmlc_jax.ablation", [
+      "--suite=hdigits", f"--out={out}", "--smoke", "--set=tensorboard=False",
+      f"--set=checkpoint_every_steps={STEPS // 2}", "--set=throughput=False", *extra])
 
 
 def test_parse_and_split_variants():

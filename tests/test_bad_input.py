@@ -1,18 +1,13 @@
 """Command lines that must be refused: one line on stderr naming the problem,
 exit status 2, no traceback, and the workdir (or output folder) not created.
 
-All cases run from one driver (`tests/driver.py`), each in a process of
-its own forked from one that has already imported the libraries.
+All cases run from the test process's driver (`tests.runs.run_command`), each
+in a process of its own forked from one that has already imported the libraries.
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.runs import environment, run_command
+
 SMOKE = "--config=configs/hdigits_ghmlc.py:smoke"
 DEMO = ["--config=configs/demo.py:smoke", "--mode=demo"]
 MULTI = [SMOKE, "--config.num_train_steps=6"]
@@ -97,26 +92,21 @@ def output_flag(entry, path):
 def refused(tmp_path_factory):
   """name -> (the driver's result, the output path the command was given)."""
   base = tmp_path_factory.mktemp("bad_input")
-  paths = {name: base / f"case{i}" for i, name in enumerate(CASES)}
-  commands = [[entry, [*args, output_flag(entry, paths[name])]]
-              for name, (entry, args, _) in CASES.items()]
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
-  env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-m", "tests.driver"], input=json.dumps(commands),
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  results = json.loads(done.stdout)
-  return {name: (result, paths[name]) for name, result in zip(CASES, results)}
+  env = environment(devices=None)                    # main.py picks the device count
+  out = {}
+  for i, (name, (entry, args, _)) in enumerate(CASES.items()):
+    path = base / f"case{i}"
+    out[name] = run_command(entry, [*args, output_flag(entry, path)], env, timeout=120), path
+  return out
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused_in_one_line_with_status_2(refused, name):
   result, path = refused[name]
-  assert result["returncode"] == 2, result
-  lines = result["stderr"].strip().splitlines()
-  assert len(lines) == 1 and "Traceback" not in result["stderr"], result["stderr"]
+  assert result.returncode == 2, result
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
   assert lines[0].startswith("error: ") or "FATAL Flags parsing error" in lines[0], lines
   assert CASES[name][2] in lines[0]
-  assert result["seconds"] < 30
+  assert result.seconds < 30
   assert not path.exists()

@@ -1,14 +1,11 @@
 """benchmarks/bench_train_step.py runs several configs side by side and writes the
 documented JSON (one object per config path)."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.runs import environment, run_command
+
 KEYS = {"examples_per_sec", "step_ms", "compile_s", "peak_memory_bytes", "flops_per_step",
         "mfu"}
 
@@ -18,14 +15,16 @@ KEYS = {"examples_per_sec", "step_ms", "compile_s", "peak_memory_bytes", "flops_
 # serves the later ones).
 
 
+def bench(script, *args):
+  """``python benchmarks/<script> args`` with the device count left to the script."""
+  return run_command(f"benchmarks/{script}", args, environment(devices=None))
+
+
 def test_train_step_benchmark_smoke(tmp_path):
   configs = ["configs/hdigits_supcon.py:smoke", "configs/hdigits_ghmlc.py:smoke"]
   out = tmp_path / "bench.json"
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  run = subprocess.run([sys.executable, "benchmarks/bench_train_step.py",
-                        f"--configs={','.join(configs)}", "--steps=3", "--warmup=1",
-                        "--batch_size=32", f"--json={out}"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+  run = bench("bench_train_step.py", f"--configs={','.join(configs)}", "--steps=3",
+              "--warmup=1", "--batch_size=32", f"--json={out}")
   assert run.returncode == 0, run.stderr[-2000:]
   results = json.loads(out.read_text())
   assert list(results) == configs
@@ -47,12 +46,9 @@ def test_train_step_benchmark_smoke(tmp_path):
 
 def test_cpu_device_split_benchmark_runs_each_variant_with_its_device_count(tmp_path):
   out = tmp_path / "split.json"
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
-  run = subprocess.run([sys.executable, "benchmarks/bench_cpu_devices.py",
-                        "--configs=configs/hdigits_supcon.py:smoke", "--variants=1,2",
-                        "--rounds=1", "--steps=2", "--warmup=1", "--batch_size=32",
-                        f"--json={out}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=300)
+  run = bench("bench_cpu_devices.py", "--configs=configs/hdigits_supcon.py:smoke",
+              "--variants=1,2", "--rounds=1", "--steps=2", "--warmup=1", "--batch_size=32",
+              f"--json={out}")
   assert run.returncode == 0, run.stderr[-2000:]
   results = json.loads(out.read_text())
   assert list(results) == ["1", "2"]
@@ -67,18 +63,15 @@ def test_cpu_device_split_benchmark_runs_each_variant_with_its_device_count(tmp_
 
 
 def test_cpu_device_split_benchmark_rejects_a_bad_variant(tmp_path):
-  run = subprocess.run([sys.executable, "benchmarks/bench_cpu_devices.py", "--variants=two"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+  run = bench("bench_cpu_devices.py", "--variants=two")
   assert run.returncode == 2 and "must start with a positive device count" in run.stderr
   assert "Traceback" not in run.stderr
 
 
 def test_loss_memory_benchmark_reports_xla_memory_of_dense_and_blockwise(tmp_path):
   out = tmp_path / "memory.json"
-  run = subprocess.run([sys.executable, "benchmarks/bench_loss_memory.py", "--batch=512",
-                        "--block_rows=64", "--losses=supcon,ghmlc", f"--json={out}"],
-                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                       capture_output=True, text=True, timeout=300)
+  run = bench("bench_loss_memory.py", "--batch=512", "--block_rows=64",
+              "--losses=supcon,ghmlc", f"--json={out}")
   assert run.returncode == 0, run.stderr[-2000:]
   rows = json.loads(out.read_text())["results"]
   assert [r["loss"] for r in rows] == ["supcon", "ghmlc"]
@@ -93,12 +86,10 @@ def test_loss_memory_benchmark_reports_xla_memory_of_dense_and_blockwise(tmp_pat
 
 def test_default_run_benchmark_times_the_real_training_loop(tmp_path):
   out = tmp_path / "run.json"
-  run = subprocess.run([sys.executable, "benchmarks/bench_default_run.py",
-                        "--config=configs/hdigits_ghmlc.py:smoke", "--cpu_devices=2",
-                        "--rounds=1", "--from_step=2", "--to_step=4", f"--json={out}",
-                        # no TensorFlow import for TensorBoard, no matmul timing
-                        "--main_flags=--config.tensorboard=False --config.throughput=False"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  run = bench("bench_default_run.py", "--config=configs/hdigits_ghmlc.py:smoke",
+              "--cpu_devices=2", "--rounds=1", "--from_step=2", "--to_step=4", f"--json={out}",
+              # no TensorFlow import for TensorBoard, no matmul timing
+              "--main_flags=--config.tensorboard=False --config.throughput=False")
   assert run.returncode == 0, run.stderr[-2000:]
   result = json.loads(out.read_text())
   [seconds] = result["seconds_per_step"]["2"]
@@ -138,11 +129,8 @@ def test_conv_shapes_follow_the_small_cnn(config):
 
 def test_conv_floor_benchmark_times_the_convolutions_beside_the_step(tmp_path):
   out = tmp_path / "floor.json"
-  run = subprocess.run([sys.executable, "benchmarks/bench_conv_floor.py",
-                        "--config=configs/hdigits_supcon.py:smoke", "--batch_size=32",
-                        "--rounds=3", "--warmup=1", f"--json={out}"],
-                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                       capture_output=True, text=True, timeout=300)
+  run = bench("bench_conv_floor.py", "--config=configs/hdigits_supcon.py:smoke",
+              "--batch_size=32", "--rounds=3", "--warmup=1", f"--json={out}")
   assert run.returncode == 0, run.stderr[-2000:]
   r = json.loads(out.read_text())
   assert r["layers"] == [[16, 4, 4], [16, 4, 8], [8, 8, 16]]      # width 4, 2x2 stem

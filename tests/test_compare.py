@@ -1,26 +1,17 @@
 """The comparison runner: a smoke suite end to end, its aggregates against the
 per-run results, resume by skipping, and bad arguments."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import xla_flags
-from tests.runs import STEPS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.runs import STEPS, run_command
 
 
 def compare(out, *extra):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS=xla_flags(1))
-  return subprocess.run([sys.executable, "-m", "hmlc_jax.compare", "--suite=hdigits",
-                         f"--out={out}", "--set=tensorboard=False", "--set=throughput=False",
-                         *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+  return run_command("hmlc_jax.compare", [
+      "--suite=hdigits", f"--out={out}", "--set=tensorboard=False", "--set=throughput=False",
+      *extra], timeout=400)
 
 
 # The run tests' step count (tests/runs.py): G-HMLC's train step is then the shared

@@ -9,18 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.runs import environment, run_command
+
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ["simclr", "supcon", "hmc", "hce", "hmce", "ghmlc", "ahmlc"]
 
 
 def run_main(*args):
+  """A fresh `python main.py` process (what the timed offline tests measure)."""
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 
 
 def test_demo_prints_every_loss():
-  out = run_main("--config=configs/demo.py:smoke", "--mode=demo", "--config.num_levels=3")
+  out = run_command("main.py", ["--config=configs/demo.py:smoke", "--mode=demo",
+                                "--config.num_levels=3"], environment(devices=None))
   assert out.returncode == 0, out.stderr
   table = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[2:]}
   assert sorted(table) == sorted(LOSSES)
@@ -30,7 +34,7 @@ def test_demo_prints_every_loss():
 
 
 def test_help_documents_every_flag():
-  out = run_main("--help")
+  out = run_command("main.py", ["--help"], environment(devices=None))
   assert out.returncode in (0, 1), out.stderr          # absl exits 1 after --help
   for flag in ("--config", "--workdir", "--mode", "--cpu_devices"):
     assert flag in out.stdout, flag

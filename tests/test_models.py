@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +14,8 @@ from hmlc_jax.errors import UserInputError
 from hmlc_jax.models import BACKBONES, AttentionHeads, create_model
 from hmlc_jax.models.resnet import BasicBlock
 from tests.fixtures import section
-from tests.helpers import xla_flags
+from tests.runs import environment, run_command
 
-ROOT = Path(__file__).resolve().parents[1]
 # rbg keys: threefry sampling takes about a second to compile per shape on CPU.
 KEY = jax.random.key(0, impl="rbg")
 BATCH, WIDTH, DIM, LEVELS = 4, 4, 8, 3
@@ -318,10 +313,8 @@ def test_every_batchnorm_of_the_backbone_synchronises_over_its_axis(backbone):
 
 @pytest.fixture(scope="module")
 def sync_report():
-  env = dict(os.environ, XLA_FLAGS=xla_flags(4),
-             JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-  out = subprocess.run([sys.executable, "-m", "tests.sync_batchnorm_parity"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=600, check=True)
+  out = run_command("tests.sync_batchnorm_parity", [], environment(devices=4), timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,24 +1,16 @@
 """pmapped losses on 4 CPU devices equal single-device losses on the whole batch."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import xla_flags
 from tests.multidevice_parity import LEVELS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.runs import environment, run_command
 
 
 @pytest.fixture(scope="module")
 def parity_report():
-  env = dict(os.environ, XLA_FLAGS=xla_flags(4),
-             JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-  out = subprocess.run([sys.executable, "-m", "tests.multidevice_parity"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600, check=True)
+  out = run_command("tests.multidevice_parity", [], environment(devices=4), timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

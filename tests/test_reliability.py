@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
-                        results, run, run_all, shared_reference)
+                        results, run, shared_reference)
 
 
 def snapshot(workdir):
@@ -106,9 +106,10 @@ def test_incompatible_config_is_refused_unless_overwrite(reference, tmp_path):
   before = snapshot(workdir)
   changes = {"method": "--config.method=supcon", "batch_size": "--config.batch_size=32",
              "model": "--config.model.width=8"}
-  for field, refused in zip(changes, run_all(*[(workdir, c) for c in changes.values()])):
-    assert refused["returncode"] == 2, refused["stderr"][-2000:]
-    lines = refused["stderr"].strip().splitlines()
+  for field, change in changes.items():
+    refused = run(workdir, change)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and f"trained with {field}=" in lines[0] and "--overwrite" in lines[0]
   assert snapshot(workdir) == before
   fresh = run(workdir, "--config.method=supcon", "--overwrite")
@@ -118,14 +119,14 @@ def test_incompatible_config_is_refused_unless_overwrite(reference, tmp_path):
 
 def test_non_finite_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "nan"
-  stopped, evaluated = run_all((workdir, "--config.inject_nonfinite_at_step=8"),
-                               (workdir, "--mode=eval"))        # then evaluate what was kept
-  assert stopped["returncode"] == 1
-  lines = stopped["stderr"].strip().splitlines()
-  assert "Traceback" not in stopped["stderr"]
+  stopped = run(workdir, "--config.inject_nonfinite_at_step=8")
+  assert stopped.returncode == 1
+  lines = stopped.stderr.strip().splitlines()
+  assert "Traceback" not in stopped.stderr
   assert lines[-1] == ("error: non-finite loss or gradient at step 8 (not applied); stopped "
                        "by nan_policy=stop; last good checkpoint: step 6")
-  assert evaluated["returncode"] == 0, evaluated["stderr"][-2000:]
+  evaluated = run(workdir, "--mode=eval")                     # what was kept
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   assert checkpoint_steps(workdir) == [3, 6]
   got = results(workdir)
   assert got["steps"] == 6 and np.isfinite(got["train_loss"])
@@ -133,12 +134,12 @@ def test_non_finite_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_skip_policy_drops_the_step_and_counts_it(tmp_path):
   inject = ("--config.inject_nonfinite_at_step=8", "--config.nan_policy=skip")
-  skipped, strict = run_all((tmp_path / "skip", *inject),
-                            (tmp_path / "strict", *inject, "--config.max_skips=1"))
-  assert skipped["returncode"] == 0, skipped["stderr"][-2000:]
+  skipped = run(tmp_path / "skip", *inject)
+  assert skipped.returncode == 0, skipped.stderr[-2000:]
   got = results(tmp_path / "skip")
   assert not (tmp_path / "skip" / "tensorboard").exists()     # tensorboard=False (tests/runs.py)
   assert got["skipped_steps"] == 1 and got["steps"] == 30 and np.isfinite(got["train_loss"])
-  assert strict["returncode"] == 1
-  assert strict["stderr"].strip().splitlines()[-1].startswith(
+  strict = run(tmp_path / "strict", *inject, "--config.max_skips=1")
+  assert strict.returncode == 1
+  assert strict.stderr.strip().splitlines()[-1].startswith(
       "error: 1 non-finite steps in a row by step 9 (nan_policy=skip, max_skips=1)")

@@ -2,7 +2,6 @@
 layers counted by hand, and the utilisation arithmetic of the run's record."""
 import types
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import pytest

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.runs import (LOG_EVERY, ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of,
-                        environment, results, run, shared_reference)
+                        environment, results, run, run_command, shared_reference)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +96,8 @@ def test_eval_mode_reproduces_the_runs_scores(reference, tmp_path):
 def test_tsne_mode_draws_one_panel_per_level(reference, tmp_path):
   from PIL import Image
   workdir = copy_of(reference[0], tmp_path / "run")
-  run = subprocess.run([sys.executable, "main.py", "--config=configs/hdigits_ghmlc.py:smoke",
-                        f"--workdir={workdir}", "--mode=tsne"], cwd=ROOT, env=environment(),
-                       capture_output=True, text=True, timeout=300)
+  run = run_command("main.py", ["--config=configs/hdigits_ghmlc.py:smoke",
+                                f"--workdir={workdir}", "--mode=tsne"])
   assert run.returncode == 0, run.stderr[-2000:]
   assert f"wrote {workdir}/tsne.png" in run.stdout
   with Image.open(os.path.join(workdir, "tsne.png")) as image:

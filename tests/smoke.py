@@ -63,6 +63,20 @@ def learning_config(method: str, data_dir: str):
                                "augment.crop_scale": (0.6, 1.0), "augment.jitter_prob": 0.8})
 
 
+def build_on_data(config):
+  """Builds ``config``'s model on two of its data's evaluation inputs, shapes
+  only (nothing compiled): ``(inputs, outputs)`` as ShapeDtypeStructs. For the
+  configs whose family has its whole run elsewhere."""
+  import jax
+  from hmlc_jax import train_state
+  from hmlc_jax.data import augment, load_dataset
+  data = load_dataset(config.dataset)
+  model = train_state.build_model(config, data)
+  sample = jax.eval_shape(lambda: augment.prepare_eval(data.train_x[:2], data.kind))
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
+  return sample, jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, sample)
+
+
 def run_and_check(config, workdir: str, num_levels: int = 2) -> dict:
   """Trains + evaluates in-process; asserts the results and the files of the run."""
   results = train.train_and_evaluate(config, str(workdir))

@@ -2,11 +2,10 @@
 release (every method's step: tests/test_train.py; one whole run per data-set
 family). The shapes3d config shares its backbone and loop: its model is built
 on its data's shapes without compiling (its loader: tests/test_data_loaders.py)."""
-import jax
 import pytest
 
 from tests.fixtures import write_modelnet
-from tests.smoke import run_and_check, smoke_config
+from tests.smoke import build_on_data, run_and_check, smoke_config
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +21,7 @@ def test_modelnet40_smoke(modelnet_dir, tmp_path):
 
 
 def test_shapes3d_smoke_config_builds_its_model_on_its_data():
-  from hmlc_jax import train_state
-  from hmlc_jax.data import augment, load_dataset
   config = smoke_config("shapes3d_ghmlc")
-  data = load_dataset(config.dataset)
-  model = train_state.build_model(config, data)
-  sample = augment.prepare_eval(data.train_x[:2], data.kind)
-  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
-  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, sample)
+  sample, out = build_on_data(config)
   assert sample.shape == (2, config.dataset.num_points, 3)
   assert out["embedding"].shape == (2, config.model.projection_dim)

@@ -6,7 +6,7 @@ from hmlc_jax.data import composite, hmnist
 from hmlc_jax.errors import UserInputError
 from tests.fixtures import section, MNIST_SIZES, mock_mnist, write_tfds_metadata
 import tensorflow_datasets as tfds
-from tests.smoke import run_and_check, smoke_config
+from tests.smoke import build_on_data, smoke_config
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,14 @@ def test_bad_canvas_and_missing_data(mnist_dir, tmp_path):
     hmnist.load(config(str(tmp_path)))
 
 
-def test_hmnist_smoke(mnist_dir, tmp_path):
-  """One method end to end (every method's step: tests/test_train.py)."""
+def test_hmnist_smoke_config_builds_its_model_on_its_data(mnist_dir):
+  """The :smoke config's model on its composites' shapes (the image family's whole
+  runs: hdigits in tests/runs.py, hfashion in tests/test_learning.py; every
+  method's step: tests/test_train.py)."""
   cfg = smoke_config("hmnist_ghmlc", **{"dataset.data_dir": mnist_dir,
                                         "dataset.download": False})
   with tfds.testing.mock_data(data_dir=mnist_dir, as_dataset_fn=mock_mnist):
-    run_and_check(cfg, tmp_path / "run")
+    sample, out = build_on_data(cfg)
+  canvas = cfg.dataset.canvas
+  assert sample.shape == (2, canvas, canvas, 1)
+  assert out["embedding"].shape == (2, cfg.model.projection_dim)

@@ -8,7 +8,8 @@ Python, JAX and scikit-learn start-up per command (about 3 s each).
 
 It reads one JSON request a line, ``{"entry", "args", "env", "timeout"}``, and
 answers each with one line ``{"returncode", "stdout", "stderr", "seconds"}``
-until its input closes. ``entry`` is ``"main.py"`` or a module run with
+until its input closes; with ``"announce": true`` a line ``{"pid"}`` comes
+first, as soon as the command's process exists (for tests that signal it). ``entry`` is ``"main.py"`` or a module run with
 ``-m`` (``"hmlc_jax.compare"``); ``env`` replaces the child's environment,
 except that the ``JAX_*`` variables must equal the driver's own (jax read
 them when the driver imported it).
@@ -81,7 +82,7 @@ def _child(entry, args, env, out_path, err_path):
     os._exit(code)  # pylint: disable=protected-access
 
 
-def run_case(entry, args, env=None, timeout=120.0):
+def run_case(entry, args, env=None, timeout=120.0, started=None):
   with tempfile.TemporaryDirectory() as tmp:
     out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
     sys.stdout.flush()                   # nothing buffered is written twice
@@ -90,6 +91,8 @@ def run_case(entry, args, env=None, timeout=120.0):
     pid = os.fork()
     if pid == 0:
       _child(entry, args, env, out_path, err_path)
+    if started is not None:
+      started(pid)
     while True:
       done, status = os.waitpid(pid, os.WNOHANG)
       if done:
@@ -110,12 +113,15 @@ def run_case(entry, args, env=None, timeout=120.0):
 def serve():
   protocol = os.fdopen(os.dup(1), "w")
   os.dup2(2, 1)                          # anything else printed goes to stderr
+  def answer(message):
+    protocol.write(json.dumps(message) + "\n")
+    protocol.flush()
+
   for line in sys.stdin:
     request = json.loads(line)
-    result = run_case(request["entry"], request["args"], request.get("env"),
-                      request.get("timeout", 120.0))
-    protocol.write(json.dumps(result) + "\n")
-    protocol.flush()
+    started = (lambda pid: answer({"pid": pid})) if request.get("announce") else None
+    answer(run_case(request["entry"], request["args"], request.get("env"),
+                    request.get("timeout", 120.0), started))
 
 
 def main():

@@ -40,27 +40,57 @@ def environment(devices=1):
 _driver = None
 
 
-def run_command(entry, args, env=None, timeout=300) -> subprocess.CompletedProcess:
-  """``python entry args`` (``entry``: ``"main.py"`` or a module for ``-m``) in a
-  process forked from this test process's driver (tests/driver.py), which has
-  imported the libraries once; ``env`` defaults to `environment()`. Returns
-  stdout, stderr and returncode as `subprocess.run` would, and ``seconds``."""
+class Started:
+  """A command running in a process forked from the driver (`start_command`)."""
+
+  def __init__(self, args, driver):
+    self.args, self._driver = args, driver
+    self.pid = _answer(driver)["pid"]
+
+  def running(self) -> bool:
+    try:
+      os.kill(self.pid, 0)
+      return True
+    except ProcessLookupError:
+      return False
+
+  def finish(self) -> subprocess.CompletedProcess:
+    """Waits for the command; its stdout, stderr, returncode and ``seconds``."""
+    answer = _answer(self._driver)
+    done = subprocess.CompletedProcess(self.args, answer["returncode"], answer["stdout"],
+                                       answer["stderr"])
+    done.seconds = answer["seconds"]
+    return done
+
+
+def _answer(driver) -> dict:
+  line = driver.stdout.readline()
+  assert line, "the tests' driver process ended"
+  return json.loads(line)
+
+
+def start_command(entry, args, env=None, timeout=300) -> Started:
+  """Starts ``python entry args`` (``entry``: ``"main.py"`` or a module for
+  ``-m``) in a process forked from this test process's driver (tests/driver.py),
+  which has imported the libraries once; ``env`` defaults to `environment()`.
+  Call ``finish()`` on the result before the next command."""
   global _driver
   if _driver is None or _driver.poll() is not None:
     _driver = subprocess.Popen([sys.executable, "-m", "tests.driver"], cwd=ROOT,
                                env=environment(), stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-  request = dict(entry=entry, args=[str(a) for a in args], env=env or environment(),
-                 timeout=timeout)
+  args = [str(a) for a in args]
+  request = dict(entry=entry, args=args, env=env or environment(), timeout=timeout,
+                 announce=True)
   _driver.stdin.write(json.dumps(request) + "\n")
   _driver.stdin.flush()
-  answer = _driver.stdout.readline()
-  assert answer, "the tests' driver process ended"
-  answer = json.loads(answer)
-  done = subprocess.CompletedProcess([entry, *request["args"]], answer["returncode"],
-                                     answer["stdout"], answer["stderr"])
-  done.seconds = answer["seconds"]
-  return done
+  return Started([entry, *args], _driver)
+
+
+def run_command(entry, args, env=None, timeout=300) -> subprocess.CompletedProcess:
+  """`start_command` and its ``finish()``: stdout, stderr and returncode as
+  `subprocess.run` gives them, and ``seconds``."""
+  return start_command(entry, args, env, timeout).finish()
 
 
 def run(workdir, *extra):

@@ -3,14 +3,13 @@ newest checkpoint, a config that does not match the workdir, non-finite steps.""
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from tests.runs import (ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of, environment,
-                        results, run, shared_reference)
+from tests.runs import (SCORES, STEPS, checkpoint_steps, command, copy_of, results, run,
+                        shared_reference, start_command)
 
 
 def snapshot(workdir):
@@ -43,16 +42,16 @@ def reference(tmp_path_factory):
 
 def test_sigterm_checkpoints_the_step_reached_exits_0_and_resumes_exactly(reference, tmp_path):
   workdir = tmp_path / "preempted"
-  proc = subprocess.Popen(command(workdir), cwd=ROOT, env=environment(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = start_command("main.py", command(workdir)[2:])
   deadline = time.time() + 240
-  while not checkpoint_steps(workdir) and time.time() < deadline and proc.poll() is None:
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
     time.sleep(0.02)
   signalled = time.time()
-  proc.send_signal(signal.SIGTERM)
-  stdout, stderr = proc.communicate(timeout=120)
+  os.kill(proc.pid, signal.SIGTERM)
+  done = proc.finish()
+  stdout, stderr = done.stdout, done.stderr
   assert time.time() - signalled < 60
-  assert proc.returncode == 0, stderr[-2000:]
+  assert done.returncode == 0, stderr[-2000:]
   line = [l for l in stdout.splitlines() if l.startswith("SIGTERM: stopped after step")]
   assert line and "run the same command again to resume" in line[0], stdout
   step = int(line[0].split("step ")[1].split()[0])

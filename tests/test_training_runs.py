@@ -3,15 +3,14 @@ reproduces the uninterrupted results, and `load_encoder` serves the trained mode
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.runs import (LOG_EVERY, ROOT, SCORES, STEPS, checkpoint_steps, command, copy_of,
-                        environment, results, run, run_command, shared_reference)
+from tests.runs import (LOG_EVERY, SCORES, STEPS, checkpoint_steps, command, copy_of,
+                        results, run, run_command, shared_reference, start_command)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +49,12 @@ def test_progress_metrics_and_tensorboard(reference):
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
   workdir = tmp_path / "killed"
-  proc = subprocess.Popen(command(workdir), cwd=ROOT, env=environment(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = start_command("main.py", command(workdir)[2:])
   deadline = time.time() + 240
-  while not checkpoint_steps(workdir) and time.time() < deadline and proc.poll() is None:
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
     time.sleep(0.02)
   os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
+  assert proc.finish().returncode == -signal.SIGKILL
   killed_at = checkpoint_steps(workdir)
   assert killed_at and killed_at[-1] < STEPS, killed_at      # really interrupted mid-training
   assert not (workdir / "results.json").exists()

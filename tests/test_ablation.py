@@ -37,22 +37,23 @@ def test_apply_overrides_sets_nested_fields_and_rejects_unknown_ones():
 
 
 def test_smoke_ablation_table_validation_and_resume(tmp_path):
-  variants = "--variants=default,method=hmce+temperature=0.2"
+  variants = "--variants=default,method=hmce+eval.knn_k=3"
   # The run tests' step count (tests/runs.py): the default variant's train step is
-  # then the shared reference run's program, which the compilation cache holds.
+  # then the shared reference run's program, and the other's the comparison
+  # test's HMCE step (an evaluation field changes no train step).
   run = run_ablation(tmp_path, variants, f"--steps={STEPS}")
   assert run.returncode == 0, run.stderr[-3000:]
   summary = json.loads((tmp_path / "ablation.json").read_text())
-  assert list(summary["variants"]) == ["default", "method=hmce+temperature=0.2"]
-  for variant, name, method, temperature in (
-      ("default", "default_seed0", "ghmlc", 0.1),
-      ("method=hmce+temperature=0.2", "method_hmce_temperature_0.2_seed0", "hmce", 0.2)):
+  assert list(summary["variants"]) == ["default", "method=hmce+eval.knn_k=3"]
+  for variant, name, method, knn_k in (
+      ("default", "default_seed0", "ghmlc", 5),
+      ("method=hmce+eval.knn_k=3", "method_hmce_eval.knn_k_3_seed0", "hmce", 3)):
     result = json.loads((tmp_path / "runs" / name / "results.json").read_text())
     assert result["eval_split"] == "validation" and result["steps"] == STEPS
     assert result["config"]["method"] == method
-    assert result["config"]["temperature"] == temperature
+    assert result["config"]["eval"]["knn_k"] == knn_k
     stats = summary["variants"][variant]["linear_probe_accuracy"]
     np.testing.assert_allclose(stats["mean"], result["linear_probe_accuracy"], rtol=1e-12)
-  assert "| `method=hmce+temperature=0.2` |" in (tmp_path / "ablation.md").read_text()
+  assert "| `method=hmce+eval.knn_k=3` |" in (tmp_path / "ablation.md").read_text()
   rerun = run_ablation(tmp_path, variants, f"--steps={STEPS}")
   assert rerun.returncode == 0 and rerun.stdout.count("finished earlier, skipping") == 2

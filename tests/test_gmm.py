@@ -45,16 +45,24 @@ def _sample(rng, mixture, n):
   return rng.normal(means[comp], sds[comp])
 
 
+@functools.lru_cache(maxsize=None)
+def _scikit_learn_fits(mixture_index, n):
+  """Three rows drawn from ``MIXTURES[mixture_index]`` (a batch of fits) and
+  scikit-learn's fit of each (shared by both initialisations)."""
+  mixture = MIXTURES[mixture_index]
+  rng = np.random.default_rng(n)
+  rows = np.stack([_sample(rng, mixture, n) for _ in range(3)])
+  return rows, [GaussianMixture(len(mixture[0]), n_init=5, tol=1e-8, max_iter=500,
+                                random_state=0).fit(x[:, None]) for x in rows]
+
+
 @pytest.mark.parametrize("init", ["range", "split"])
 @pytest.mark.parametrize("mixture", MIXTURES)
 @pytest.mark.parametrize("n", [200, 3000])
 def test_fit_matches_scikit_learn(mixture, n, init):
-  rng = np.random.default_rng(n)
-  rows = np.stack([_sample(rng, mixture, n) for _ in range(3)])       # a batch of fits
+  rows, refs = _scikit_learn_fits(MIXTURES.index(mixture), n)
   fit = jitted_fit(rows, len(mixture[0]), num_iters=30, init=init)
-  for r, x in enumerate(rows):
-    ref = GaussianMixture(len(mixture[0]), n_init=5, tol=1e-8, max_iter=500,
-                          random_state=0).fit(x[:, None])
+  for r, (x, ref) in enumerate(zip(rows, refs)):
     ll_ref = ref.score(x[:, None])
     assert abs(float(fit.log_likelihood[r]) - ll_ref) <= 0.005 * abs(ll_ref)
     ours = np.sort(np.asarray(fit.means[r]))

@@ -1,18 +1,19 @@
 """One driver for the command lines the tests run (`tests.runs.run_command`:
 the runs of tests/runs.py, the refused ones of tests/test_bad_input.py, the
-comparison and ablation runners): each runs as its own process, forked from
-one that has already imported the libraries, so the suite does not pay for a
-Python, JAX and scikit-learn start-up per command (about 3 s each).
+comparison and ablation runners, the benchmarks, the parity scripts): each
+runs as its own process, forked from one that has already imported the
+libraries, so the suite does not pay for a Python, JAX and scikit-learn
+start-up per command (about 2 s each).
 
     python -m tests.driver        # tests/runs.py starts one per test process
 
 It reads one JSON request a line, ``{"entry", "args", "env", "timeout"}``, and
 answers each with one line ``{"returncode", "stdout", "stderr", "seconds"}``
 until its input closes; with ``"announce": true`` a line ``{"pid"}`` comes
-first, as soon as the command's process exists (for tests that signal it). ``entry`` is ``"main.py"`` or a module run with
-``-m`` (``"hmlc_jax.compare"``); ``env`` replaces the child's environment,
-except that the ``JAX_*`` variables must equal the driver's own (jax read
-them when the driver imported it).
+first, as soon as the command's process exists (for tests that signal it).
+``entry`` is ``"main.py"`` or a module run with ``-m`` (``"hmlc_jax.compare"``);
+``env`` replaces the child's environment, except that the ``JAX_*`` variables
+must equal the driver's own (jax read them when the driver imported it).
 
 The parent imports the libraries but never starts a JAX backend (nothing in
 the imports computes), so every child chooses its own device count and

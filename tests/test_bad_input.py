@@ -110,3 +110,12 @@ def test_refused_in_one_line_with_status_2(refused, name):
   assert CASES[name][2] in lines[0]
   assert result.seconds < 30
   assert not path.exists()
+
+
+def test_the_tests_driver_refuses_jax_settings_it_did_not_import_with():
+  """A command given other ``JAX_*`` variables than the driver's would silently
+  run with the driver's (jax read them at import): it is refused instead."""
+  env = dict(environment(), JAX_ENABLE_X64="1")
+  done = run_command("main.py", ["--help"], env)
+  assert done.returncode == 1
+  assert "JAX_ENABLE_X64 differ from the driver's own" in done.stderr

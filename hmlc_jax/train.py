@@ -15,6 +15,7 @@ many devices and after a resume.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import time
@@ -38,6 +39,15 @@ from hmlc_jax.train_state import (TrainState, build_model, check_config, create_
 
 AXIS = "batch"
 THROUGHPUT_VIEWS = 16      # model inputs whose FLOPs are counted (per view) for the report
+# Steps dispatched and not yet finished, at most. XLA:CPU's host devices can
+# abort in a collective's rendezvous when many pmapped steps with collectives
+# are queued (2 devices, 2026-12-05: 32 queued steps of a matmul + all_gather
+# step aborted with "Termination timeout for all gather", 8 did not; the
+# hdigits job with log_every_steps=1000 aborted at step 163 and at 219). 2
+# keeps the next batch's host work beside the running step.
+MAX_STEPS_IN_FLIGHT = 2
+
+
 # ----------------------------------------------------------------------------
 # Data order
 
@@ -77,6 +87,19 @@ def device_batch(data: Dataset, config: ml_collections.ConfigDict, step: int) ->
   split = lambda a: a.reshape((devices, -1) + a.shape[1:])
   return {"x": split(data.train_x[idx]), "y": split(data.train_y[idx]),
           "position": split(position), "seed": np.full(devices, config.seed, np.int32)}
+
+
+class StepsInFlight:
+  """Bounds the steps dispatched ahead: `add` a step's outputs after dispatching
+  it; it waits for the oldest ones while more than ``limit`` are unfinished."""
+
+  def __init__(self, limit: int = MAX_STEPS_IN_FLIGHT):
+    self.limit, self.queue = limit, collections.deque()
+
+  def add(self, outputs) -> None:
+    self.queue.append(outputs)
+    while len(self.queue) > self.limit:
+      jax.block_until_ready(self.queue.popleft())
 
 
 def replicate(tree):
@@ -182,10 +205,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   bar = progress.progress_bar(num_steps, start, enabled=lead and config.progress_bar)
   replicated, stopped_by, done = replicate(state), None, start
   metrics, timed_from, t0, logged = None, None, time.perf_counter(), {}
-  matmul = None
+  matmul, in_flight = None, StepsInFlight()
   try:
     for step in range(start, num_steps):
       replicated, metrics = p_step(replicated, device_batch(data, config, step))
+      in_flight.add(metrics)
       done = step + 1
       if done == start + 1:               # the first step includes compilation
         jax.block_until_ready(metrics)

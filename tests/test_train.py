@@ -1,4 +1,5 @@
-"""Training-loop pieces: data order, schedule, config checks, checkpoint round trip."""
+"""Training-loop pieces: data order, schedule, config checks, checkpoint round trip,
+the bound on steps dispatched ahead."""
 import numpy as np
 import pytest
 
@@ -6,6 +7,7 @@ from configs import common
 from hmlc_jax import checkpoints, methods, train, train_state, workdir as files
 from hmlc_jax.errors import NonFiniteError, UserInputError
 from tests.fixtures import section, write_fashion_idx
+from tests.runs import environment, run_command
 from tests.smoke import learning_config
 
 
@@ -33,6 +35,16 @@ def test_warmup_then_cosine_schedule():
   np.testing.assert_allclose(float(schedule(10)), 0.8, rtol=1e-6)
   np.testing.assert_allclose(float(schedule(30)), 0.4, rtol=1e-5)  # half-way down the cosine
   assert float(schedule(50)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_many_queued_steps_with_collectives_finish():
+  """300 pmapped steps with an all_gather on 2 CPU devices through the loop's
+  `StepsInFlight` (tests/in_flight_check.py). Unbounded (``MAX_STEPS_IN_FLIGHT``
+  of 10**9) XLA aborted in the rendezvous after 62 s here."""
+  done = run_command("tests.in_flight_check", [], environment(devices=2), timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ["done", "300"]
+  assert train.MAX_STEPS_IN_FLIGHT <= 8          # 32 queued steps aborted, 8 did not
 
 
 def test_total_steps_from_epochs():

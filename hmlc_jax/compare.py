@@ -10,7 +10,9 @@ an interrupted suite resumes where it stopped. On the composite digit suites
 (hdigits, hmnist) the ``--swap_methods`` also run with the two digits' roles
 swapped (``dataset.level_order=class_first``), and the ordering table reports
 each digit's accuracy under both orders. Writes ``OUT/results.json``,
-``OUT/results.md`` and ``OUT/tsne.png`` (first seed, the paper's Figure 4).
+``OUT/results.md`` and ``OUT/tsne.png`` (first seed, the paper's Figure 4);
+a rerun keeps the figure when what it was drawn from is unchanged
+(``OUT/tsne.json``: the suite, ``--tsne_points`` and the seed-0 runs' results).
 """
 from __future__ import annotations
 
@@ -151,16 +153,37 @@ def ordering(args, results: Dict[str, Dict]) -> Dict:
   return table
 
 
+def tsne_inputs(args) -> Dict:
+  """What the suite's t-SNE figure is drawn from: the suite, the point count and
+  each method's seed-0 run (its results.json's modification time, which a
+  retrained run changes)."""
+  runs = {}
+  for m in args.methods:
+    results = files.path(os.path.join(args.out, "runs", run_name(m, 0)), files.RESULTS)
+    runs[m] = os.stat(results).st_mtime_ns
+  return dict(suite=args.suite, tsne_points=args.tsne_points, runs=runs)
+
+
 def tsne(args, results: Dict[str, Dict]) -> str:
+  """Draws ``OUT/tsne.png`` unless it was drawn from the same inputs (`tsne_inputs`)."""
   from hmlc_jax import analysis
+  figure, record = os.path.join(args.out, "tsne.png"), os.path.join(args.out, "tsne.json")
+  inputs = tsne_inputs(args)
+  if os.path.exists(figure) and os.path.exists(record):
+    with open(record) as f:
+      if json.load(f) == inputs:
+        print(f"{figure} was drawn from these runs, keeping it")
+        return figure
   panels, names = [], None
   for m in args.methods:
     found = files.sample_test_embeddings(os.path.join(args.out, "runs", run_name(m, 0)),
                                          args.tsne_points)
     panels.append((m, analysis.tsne_points(found["embeddings"]), found["labels"]))
     names = found["level_names"]
-  return analysis.tsne_figure(panels, names, os.path.join(args.out, "tsne.png"),
-                              title=f"{args.suite}: t-SNE of test embeddings (seed 0)")
+  analysis.tsne_figure(panels, names, figure,
+                       title=f"{args.suite}: t-SNE of test embeddings (seed 0)")
+  files.write_json(record, inputs)
+  return figure
 
 
 def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,

@@ -1,6 +1,7 @@
 """The comparison runner: a smoke suite end to end, its aggregates against the
 per-run results, resume by skipping, and bad arguments."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -78,10 +79,41 @@ def test_ordering_reads_each_digit_from_either_order(suite):
 def test_rerun_skips_finished_runs(suite):
   out, _ = suite
   before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.json")}
+  figure = (out / "tsne.png").stat().st_mtime_ns
   run = compare(out, *SUITE)
   assert run.returncode == 0, run.stderr[-3000:]
   assert run.stdout.count("finished earlier, skipping") == 6
   assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.json")} == before
+  assert "tsne.png was drawn from these runs, keeping it" in run.stdout
+  assert (out / "tsne.png").stat().st_mtime_ns == figure
+
+
+def test_tsne_is_drawn_again_when_its_inputs_change(suite, monkeypatch):
+  """Another point count, or a retrained seed-0 run: the figure is redrawn (the
+  drawing is stubbed here; the rerun test shows the figure kept otherwise)."""
+  from hmlc_jax import compare
+  out, _ = suite
+  drawn = []
+  monkeypatch.setattr(compare.files, "sample_test_embeddings",
+                      lambda workdir, points: drawn.append((workdir, points)) or 1 / 0)
+
+  def parsed(*extra):
+    args = compare.parse_args(["--suite=hdigits", f"--out={out}", *SUITE, *extra])
+    compare.check_args(args)
+    return args
+
+  args = parsed()
+  assert compare.tsne(args, {}).endswith("tsne.png") and drawn == []   # as drawn
+  with pytest.raises(ZeroDivisionError):
+    compare.tsne(parsed("--tsne_points=7"), {})
+  assert drawn[-1][1] == 7
+  results = out / "runs" / "hmce_seed0" / "results.json"      # as if retrained
+  os.utime(results, ns=(results.stat().st_atime_ns, results.stat().st_mtime_ns + 1))
+  try:
+    with pytest.raises(ZeroDivisionError):
+      compare.tsne(args, {})
+  finally:
+    os.utime(results, ns=(results.stat().st_atime_ns, results.stat().st_mtime_ns - 1))
 
 
 def test_set_overrides_every_run_config():

@@ -35,6 +35,7 @@ DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
 PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")
 SCALARS = ("embedding_variance", "hierarchical_consistency", "feature_groups")
 SWAPPED = "class_first"
+TSNE_INPUTS = "tsne.json"        # what OUT/tsne.png was drawn from (`tsne_inputs`)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -167,13 +168,12 @@ def tsne_inputs(args) -> Dict:
 def tsne(args, results: Dict[str, Dict]) -> str:
   """Draws ``OUT/tsne.png`` unless it was drawn from the same inputs (`tsne_inputs`)."""
   from hmlc_jax import analysis
-  figure, record = os.path.join(args.out, "tsne.png"), os.path.join(args.out, "tsne.json")
+  figure, record = files.path(args.out, files.TSNE), files.path(args.out, TSNE_INPUTS)
   inputs = tsne_inputs(args)
-  if os.path.exists(figure) and os.path.exists(record):
-    with open(record) as f:
-      if json.load(f) == inputs:
-        print(f"{figure} was drawn from these runs, keeping it")
-        return figure
+  if os.path.exists(figure) and os.path.exists(record) and \
+      files.read_json(args.out, TSNE_INPUTS) == inputs:
+    print(f"{figure} was drawn from these runs, keeping it")
+    return figure
   panels, names = [], None
   for m in args.methods:
     found = files.sample_test_embeddings(os.path.join(args.out, "runs", run_name(m, 0)),

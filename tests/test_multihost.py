@@ -1,9 +1,10 @@
 """Two processes on 127.0.0.1 (2 CPU devices each, `jax.distributed` + gloo: four
 devices, two of them in each process) train like one process with 1 device
 (same seed and global batch): every metric of the first logged step equals the
-run tests' shared reference (tests/runs.py), whose command they repeat. Parity of every loss and of
-synchronised BatchNorm on 4 devices in one process: tests/test_multidevice.py,
-tests/test_models.py. Bad multi-process flags: tests/test_bad_input.py."""
+run tests' shared reference (tests/runs.py), whose command they repeat. Parity
+of every loss and of synchronised BatchNorm on 4 devices in one process:
+tests/test_multidevice.py, tests/test_models.py. Bad multi-process flags:
+tests/test_bad_input.py."""
 import json
 import os
 import re

@@ -52,8 +52,8 @@ flags.DEFINE_bool("multihost", False,
                   "slices, Slurm, Open MPI).")
 flags.DEFINE_integer("cpu_devices", 0,
                      "On a CPU-only machine, split the host into this many XLA devices and "
-                     "pmap over them (2 cores: 8 devices 1.7x faster than 1, BENCHMARKS.md). "
-                     "0: one per core, at most 8, dividing batch_size. Ignored on GPU/TPU.")
+                     "pmap over them. 0: one per core, at most 8, dividing batch_size "
+                     "(docs/benchmarks.md). Ignored on GPU/TPU.")
 
 
 def fail(message: str) -> None:

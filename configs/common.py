@@ -115,7 +115,7 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str, name: str) -> ml_colle
 def small_cnn_on_cpu(method: str, dataset: str, augment: ml_collections.ConfigDict,
                      learning_rate: float) -> ml_collections.ConfigDict:
   """The 2-core CPU recipe shared by hdigits and hfashion: small CNN of width 32
-  with a 2x2 space-to-depth stem (the step 2.2x faster on CPU, BENCHMARKS.md),
+  with a 2x2 space-to-depth stem (the step about 2x faster on CPU, docs/benchmarks.md),
   batch 256, AdamW (measured: SGD at 0.05-0.3 barely moves this small CNN),
   half an epoch of warm-up. The caller sets the budget and data fields."""
   c = base_config(method)
@@ -139,10 +139,10 @@ def finish(c: ml_collections.ConfigDict, arg: str, name: str) -> ml_collections.
 
 
 def hdigits(method: str, arg: str) -> ml_collections.ConfigDict:
-  """Hierarchical digits (embedded, offline), small CNN; the README's main run."""
+  """Hierarchical digits (embedded, offline), small CNN; the Quickstart's main job."""
   # Crops of 90-100% of the area at aspect 1 move the border by at most 1.6
   # pixels: the small category digit, around the class digit, stays in view.
-  # Chosen on the validation split (docs/hdigits/ablation_recipe): no colour
+  # Chosen on the validation split (results/hdigits/ablation_recipe): no colour
   # jitter and AdamW 8e-3, 96.8 / 96.1% against 90.5 / 88.5% with jitter and
   # 2e-3 (2 seeds each).
   c = small_cnn_on_cpu(method, "hdigits", image_augment(
@@ -162,10 +162,10 @@ def hfashion(method: str, arg: str) -> ml_collections.ConfigDict:
   evaluation) is sized to fit 15 minutes on 2 CPU cores even at this shared
   machine's slow hours (a step took 0.40-0.63 s there). Chosen on the
   validation split: crops of 80-100% of the area, flips, no colour jitter
-  (grey images), AdamW 4e-3 (docs/hfashion/ablation_recipe.md); the
+  (grey images), AdamW 4e-3 (results/hfashion/ablation_recipe.md); the
   representation keeps the last 3x3 map's positions (``model.pool=flatten``,
   a 256-wide head) instead of averaging them: +2.0 points at the class level
-  for 4% more step time (docs/hfashion/ablation_pool.md).
+  for 4% more step time (results/hfashion/ablation_pool.md).
   """
   c = small_cnn_on_cpu(method, "hfashion", image_augment(
       crop_scale=(0.8, 1.0), flip=True, jitter_prob=0.0, grayscale_prob=0.0), 4e-3)

@@ -1,6 +1,6 @@
 """Comparison runner: methods x seeds on one data set, aggregated, with t-SNE.
 
-    python -m hmlc_jax.compare --suite=hdigits --seeds=3 --out=docs/hdigits
+    python -m hmlc_jax.compare --suite=hdigits --seeds=3 --out=results/hdigits
     python -m hmlc_jax.compare --suite=hdigits --seeds=2 --out=/tmp/s --smoke
 
 Trains ``configs/<suite>_<method>.py`` (a suite without a method's file takes

@@ -2,11 +2,9 @@
 
 On a CPU-only machine one XLA device can leave cores idle in the small-CNN
 training step. Pmapping over several host devices runs their programs side by
-side. With XLA's own convolution gradients and pools the hdigits step measured
-fastest with 4 devices per core; since the small CNN's pools and kernel
-gradients became matmul-shaped (``hmlc_jax.models``), one device per core is
-fastest (2026-12-01: hfashion 339 ms on 2 devices, 409 ms on 4, 431 ms on 8;
-BENCHMARKS.md "Splitting the CPU into XLA devices"). These helpers only edit ``XLA_FLAGS`` and must run
+side; with the small CNN's matmul-shaped pools and kernel gradients
+(``hmlc_jax.models``) one device per core is the fastest split
+(docs/benchmarks.md). These helpers only edit ``XLA_FLAGS`` and must run
 before jax is first imported; this module imports no jax.
 """
 from __future__ import annotations

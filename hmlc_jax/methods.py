@@ -25,7 +25,7 @@ LossFn = Callable[..., Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]]
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  summary: str                    # one line, for help strings and the README
+  summary: str                    # one line, for help strings and the docs
   loss: LossFn
   attention_heads: bool = False   # the model grows one attention head per level
 

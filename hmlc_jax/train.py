@@ -35,16 +35,14 @@ from hmlc_jax.distributed import is_lead, sync
 from hmlc_jax.errors import NonFiniteError
 from hmlc_jax.preemption import StopSignals
 from hmlc_jax.train_state import (TrainState, build_model, check_config, create_train_state,
-                                  make_optimizer, total_steps)
+                                  make_optimizer, total_steps, with_learning_rate)
 
 AXIS = "batch"
 THROUGHPUT_VIEWS = 16      # model inputs whose FLOPs are counted (per view) for the report
 # Steps dispatched and not yet finished, at most. XLA:CPU's host devices can
-# abort in a collective's rendezvous when many pmapped steps with collectives
-# are queued (2 devices, 2026-12-05: 32 queued steps of a matmul + all_gather
-# step aborted with "Termination timeout for all gather", 8 did not; the
-# hdigits job with log_every_steps=1000 aborted at step 163 and at 219). 2
-# keeps the next batch's host work beside the running step.
+# abort in a collective's rendezvous ("Termination timeout for all gather")
+# when many pmapped steps with collectives are queued; 2 keeps the next
+# batch's host work beside the running step (tests/in_flight_check.py).
 MAX_STEPS_IN_FLIGHT = 2
 
 
@@ -148,10 +146,11 @@ def train_step(state: TrainState, batch: Dict, *, model, config: ml_collections.
   if config.inject_nonfinite_at_step >= 0:     # test hook: a non-finite step on purpose
     grad_norm = jnp.where(state.step + 1 == config.inject_nonfinite_at_step, jnp.nan, grad_norm)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats, last_loss=loss)
+  learning_rate = schedule(state.step)          # by step: skipped steps move it on too
+  updated = with_learning_rate(state, learning_rate).apply_gradients(
+      grads=grads, batch_stats=batch_stats, last_loss=loss)
   state = keep_finite(finite, updated, state)
-  metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
-                 learning_rate=schedule(state.step - 1))
+  metrics = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=learning_rate)
   return state, jax.lax.pmean(metrics, AXIS)
 
 

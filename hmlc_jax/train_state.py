@@ -74,6 +74,13 @@ def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
 def make_optimizer(config: ml_collections.ConfigDict, num_steps: int, num_train: int):
   """Optax optimiser: ``warmup_epochs`` of linear warm-up, then cosine decay to zero.
 
+  The learning rate is a hyperparameter held in the optimiser state
+  (`optax.inject_hyperparams`), and the train step sets it to
+  ``schedule(state.step)`` before every update (`with_learning_rate`). The
+  rate applied at a step is therefore the scheduled one even after skipped
+  (non-finite) steps, which advance the step but apply no update; the rate
+  logged is the rate applied, and the last step's is zero.
+
   Returns:
     (gradient transformation, learning-rate schedule).
   """
@@ -81,14 +88,25 @@ def make_optimizer(config: ml_collections.ConfigDict, num_steps: int, num_train:
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, config.learning_rate, warmup_steps=max(warmup, 0),
       decay_steps=max(num_steps, warmup + 1), end_value=0.0)
-  if config.optimizer == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(schedule, momentum=config.momentum))
-  elif config.optimizer == "lars":
-    tx = optax.lars(schedule, weight_decay=config.weight_decay, momentum=config.momentum)
-  else:
-    tx = optax.adamw(schedule, weight_decay=config.weight_decay)
-  return tx, schedule
+
+  def build(learning_rate):
+    if config.optimizer == "sgd":
+      return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                         optax.sgd(learning_rate, momentum=config.momentum))
+    if config.optimizer == "lars":
+      return optax.lars(learning_rate, weight_decay=config.weight_decay,
+                        momentum=config.momentum)
+    return optax.adamw(learning_rate, weight_decay=config.weight_decay)
+
+  return optax.inject_hyperparams(build)(learning_rate=schedule(0)), schedule
+
+
+def with_learning_rate(state: TrainState, learning_rate: jnp.ndarray) -> TrainState:
+  """``state`` whose optimiser applies ``learning_rate`` at its next update."""
+  opt_state = state.opt_state
+  rate = jnp.asarray(learning_rate, opt_state.hyperparams["learning_rate"].dtype)
+  return state.replace(opt_state=opt_state._replace(
+      hyperparams=dict(opt_state.hyperparams, learning_rate=rate)))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, sample_input: np.ndarray,

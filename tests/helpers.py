@@ -5,7 +5,7 @@ import numpy as np
 # The tests compile with XLA:CPU's older loop emitters instead of its MLIR fusion
 # emitters: the same operations in the same precision, compiled about a quarter
 # faster (the suite is mostly compilation), the step itself 4-12% slower, which
-# is why runs and benchmarks keep XLA's default (tests/conftest.py, README).
+# is why runs and benchmarks keep XLA's default (tests/conftest.py, docs/testing.md).
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
 
 

@@ -101,15 +101,40 @@ def masked_levels(embeddings, masks, labels, temperature=0.07, base_temperature=
   return total, losses
 
 
-def gmm_em(x, k, num_iters=10, var_floor=1e-6, count_floor=1e-3):
+def _split_segments(u, k):
+  """Greedy between-variance cuts of the sorted values (`fit_gmm`'s "split"):
+  ``k - 1`` times, the cut (between two sorted neighbours, inside a segment)
+  that most increases ``n_l n_r / n (mean_l - mean_r)^2``."""
+  us = np.sort(u)
+  bounds = [0, len(u)]
+  for _ in range(k - 1):
+    best, best_gain = None, -np.inf
+    for start, stop in zip(sorted(bounds)[:-1], sorted(bounds)[1:]):
+      for cut in range(start + 1, stop):
+        left, right = us[start:cut], us[cut:stop]
+        gain = len(left) * len(right) / (stop - start) * (left.mean() - right.mean()) ** 2
+        if gain > best_gain:
+          best, best_gain = cut, gain
+    bounds.append(best)
+  cuts = sorted(bounds)[1:-1]
+  thresholds = [(us[c - 1] + us[c]) / 2 for c in cuts]
+  return np.sum(u[:, None] > np.asarray(thresholds)[None, :], axis=1) if cuts else \
+      np.zeros(len(u), int)
+
+
+def gmm_em(x, k, num_iters=10, var_floor=1e-6, count_floor=1e-3, init="split", reseed=True):
   """1-D EM per row of ``x`` [R, N], in float64, from `fit_gmm`'s equations.
 
   Each row is standardised (mean 0; squared scale = variance + 1e-6 * second
-  moment + 1e-20), starts from hard equal-width bins over [min, max], and
-  runs M-step / E-step pairs where every component also holds ``count_floor``
-  pseudo-points at 0 of variance 1, and ``var_floor`` is added to every
-  variance. Returns weights, means, variances [R, K] and responsibilities
-  [R, N, K] in the units of ``x``.
+  moment + 1e-20) and starts from hard segments: greedy between-variance cuts
+  of the sorted values (``init="split"``) or equal-width bins over [min, max]
+  (``"range"``). Then M-step / E-step pairs, where every component also holds
+  ``count_floor`` pseudo-points at 0 of variance 1 and ``var_floor`` is added
+  to every variance; with ``reseed``, after each M-step a component holding
+  less than one point takes half of the living component with the largest
+  weight x variance (means at +- one sd, half the weight and variance).
+  Returns weights, means, variances [R, K] and responsibilities [R, N, K] in
+  the units of ``x``.
   """
   x = np.asarray(x, np.float64)
   out = {name: [] for name in ("weights", "means", "variances", "responsibilities")}
@@ -117,15 +142,31 @@ def gmm_em(x, k, num_iters=10, var_floor=1e-6, count_floor=1e-3):
     centre = row.mean()
     scale2 = row.var() + 1e-6 * np.mean(row ** 2) + 1e-20
     u = (row - centre) / math.sqrt(scale2)
-    width = (u.max() - u.min()) / k
-    bins = np.floor((u - u.min()) / width) if width > 0 else np.zeros_like(u)
+    if init == "split":
+      segment = _split_segments(u, k)
+    else:
+      width = (u.max() - u.min()) / k
+      segment = np.clip(np.floor((u - u.min()) / width) if width > 0 else np.zeros_like(u),
+                        0, k - 1).astype(int)
     resp = np.zeros((len(u), k))
-    resp[np.arange(len(u)), np.clip(bins, 0, k - 1).astype(int)] = 1.0
+    resp[np.arange(len(u)), segment] = 1.0
     for step in range(num_iters + 1):
-      counts = resp.sum(0) + count_floor
+      points = resp.sum(0)
+      counts = points + count_floor
       weights = counts / counts.sum()
       means = (resp * u[:, None]).sum(0) / counts
       variances = ((resp * (u[:, None] - means) ** 2).sum(0) + count_floor) / counts + var_floor
+      for dead in range(k) if reseed else ():
+        if points[dead] >= 1.0:
+          continue
+        living = [j for j in range(k) if j != dead and points[j] >= 1.0]
+        j = max(living, key=lambda i: (weights[i] * variances[i], -i))
+        sd = math.sqrt(variances[j])
+        weights[j] /= 2
+        variances[j] /= 2
+        points[j] /= 2
+        weights[dead], variances[dead], points[dead] = weights[j], variances[j], points[j]
+        means[dead], means[j] = means[j] + sd, means[j] - sd
       log_joint = (np.log(weights) - 0.5 * np.log(2 * math.pi * variances)
                    - 0.5 * (u[:, None] - means) ** 2 / variances)
       log_joint -= log_joint.max(1, keepdims=True)

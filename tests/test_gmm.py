@@ -206,7 +206,8 @@ def test_level_masks_match_the_float64_em_on_unstructured_rows(k, min_share):
   for row in range(len(x)):
     order = np.argsort(-ref["means"][row], kind="stable")
     argmax = ref["responsibilities"][row][:, order].argmax(-1)
-    level = oracle.clamped_assignment(x[row], argmax, k, min_dims, descending=True)
+    level = argmax if min_dims == 0 else oracle.clamped_assignment(
+        x[row], argmax, k, min_dims, descending=True)    # no floor: the plain argmax
     np.testing.assert_array_equal(np.asarray(masks[row]), np.eye(k)[level].T, err_msg=row)
 
 
@@ -248,6 +249,60 @@ def test_default_masks_keep_every_level_usable_on_trained_like_embeddings(fit_ov
   dims = np.asarray(masks).sum(-1)                          # [B, H]
   assert dims.min() >= floor
   np.testing.assert_allclose(dims.sum(-1), z.shape[-1])
-  # Without the floor the same embedding leaves a level about one dimension.
-  bare, _ = jitted_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over, min_share=0.0)))
+  # Without the floor, the range start without re-seeding leaves a level about
+  # one dimension of the same embedding.
+  bare, _ = jitted_masks(z, 3, GMMConfig(**dict(defaults, fit_over=fit_over, min_share=0.0,
+                                                init="range", reseed=False)))
   assert np.asarray(bare).sum(-1).mean(0).min() < 4
+
+
+def _gap_row(rng, n=256):
+  """Three groups with an empty middle: equal-width bins over [min, max] leave
+  the middle bin without a point (true means -8.6, 14.4, 20.5)."""
+  comp = rng.choice(3, size=n, p=(0.4, 0.3, 0.3))
+  return rng.normal(np.array([-8.6, 14.4, 20.5])[comp], np.array([1.0, 1.0, 1.0])[comp])
+
+
+def test_an_empty_start_loses_a_component_without_reseeding_and_keeps_it_with():
+  rng = np.random.default_rng(3)
+  rows = np.stack([_gap_row(rng) for _ in range(4)])
+  lost = jitted_fit(rows, 3, num_iters=50, init="range", reseed=False)
+  assert np.sum(np.min(np.asarray(lost.weights), -1) * rows.shape[1] < 1.0) >= 3
+  for init in ("range", "split"):
+    fit = jitted_fit(rows, 3, num_iters=50, init=init, reseed=True)
+    assert np.all(np.min(np.asarray(fit.weights), -1) * rows.shape[1] >= 1.0), init
+    for r, x in enumerate(rows):
+      ref = GaussianMixture(3, n_init=5, tol=1e-8, max_iter=500, random_state=0).fit(x[:, None])
+      ll_ref = ref.score(x[:, None])
+      assert abs(float(fit.log_likelihood[r]) - ll_ref) <= 0.005 * abs(ll_ref), (init, r)
+
+
+def test_reseeding_matches_the_float64_em():
+  """The rule itself (which component, where its halves go) against the oracle,
+  on rows where the range start leaves a bin empty."""
+  rows = np.stack([_gap_row(np.random.default_rng(s)) for s in range(3)])
+  fit = jitted_fit(rows, 3, num_iters=10, init="range", reseed=True)
+  ref = oracle.gmm_em(rows, 3, num_iters=10, init="range", reseed=True)
+  for name in ("weights", "means", "variances"):
+    np.testing.assert_allclose(getattr(fit, name), ref[name], rtol=2e-3, atol=2e-5,
+                               err_msg=name)
+
+
+def _separated_mixture(rng, k, n=256):
+  sds = rng.uniform(0.5, 2.0, k)
+  means = np.cumsum([rng.uniform(-10, 10)] + [rng.uniform(6, 16) * max(sds[i - 1], sds[i])
+                                               for i in range(1, k)])
+  comp = rng.choice(k, size=n, p=rng.dirichlet(np.full(k, 4.0)))
+  return rng.normal(means[comp], sds[comp])
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_default_fit_keeps_every_component_of_separated_mixtures(k):
+  rng = np.random.default_rng(100 + k)
+  rows = np.stack([_separated_mixture(rng, k) for _ in range(24)])
+  fit = jitted_fit(rows, k, num_iters=50)
+  assert np.all(np.min(np.asarray(fit.weights), -1) * rows.shape[1] >= 1.0)
+  for r, x in enumerate(rows):
+    ll_ref = GaussianMixture(k, n_init=5, tol=1e-8, max_iter=500,
+                             random_state=0).fit(x[:, None]).score(x[:, None])
+    assert abs(float(fit.log_likelihood[r]) - ll_ref) <= 0.005 * abs(ll_ref), r

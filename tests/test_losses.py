@@ -295,3 +295,66 @@ def test_blockwise_loss_keeps_only_a_block_of_similarities():
   dense, blocked = temp_bytes(None), temp_bytes(64)
   assert dense >= 1024 * 1024 * 4                            # at least one N x N float32
   assert blocked < dense / 4, (blocked, dense)
+
+
+# ----------------------------------------------------------------------------
+# Precision: every contraction in full float32 on every platform
+
+def _dots(jaxpr):
+  """Every ``dot_general`` equation of a jaxpr, through its sub-jaxprs."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn)
+    stack = list(eqn.params.values())
+    while stack:
+      value = stack.pop()
+      if isinstance(value, (list, tuple)):
+        stack.extend(value)
+      elif hasattr(value, "eqns"):
+        found.extend(_dots(value))
+      elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        found.extend(_dots(value.jaxpr))
+  return found
+
+
+def _is_highest(precision):
+  highest = jax.lax.Precision.HIGHEST
+  return precision == highest or (isinstance(precision, tuple) and
+                                  all(p == highest for p in precision))
+
+
+def _loss_cases():
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.standard_normal((12, 2, 16)), jnp.float32)
+  y = jnp.asarray(tree_labels(rng, 12, 3))
+  unit = lambda a: losses.l2_normalize(a)[0]
+  masks = jnp.asarray(rng.uniform(size=(12, 2, 3, 16)), jnp.float32)
+  return {
+      "supcon": lambda a: losses.supcon_loss(unit(a), y[:, -1]),
+      "simclr": lambda a: losses.supcon_loss(unit(a)),
+      "supcon_blocks": lambda a: losses.supcon_loss(unit(a), y[:, -1], block_rows=8),
+      **{kind: (lambda a, kind=kind: losses.hmlc_loss(unit(a), y, kind=kind))
+         for kind in ("hmc", "hce", "hmce")},
+      "ghmlc_em": lambda a: losses.ghmlc_loss(a, y),
+      "ghmlc_dp": lambda a: losses.ghmlc_loss(a, y, gmm=GMMConfig(kind="dp", dp_num_iters=2)),
+      "ghmlc_full_instance": lambda a: losses.ghmlc_loss(a, y, full_weight=0.5,
+                                                         instance_weight=0.5),
+      "ahmlc": lambda a: losses.ahmlc_loss(a, masks, y),
+  }, z
+
+
+@pytest.mark.parametrize("name", sorted(_loss_cases()[0]))
+def test_every_dot_of_every_loss_and_gradient_runs_at_highest_precision(name):
+  cases, z = _loss_cases()
+  jaxpr = jax.make_jaxpr(jax.value_and_grad(cases[name]))(z).jaxpr
+  dots = _dots(jaxpr)
+  assert dots, "the similarity matmul is missing from the jaxpr"
+  loose = [str(eqn) for eqn in dots if not _is_highest(eqn.params["precision"])]
+  assert loose == []
+
+
+def test_the_precision_check_sees_a_default_precision_dot():
+  jaxpr = jax.make_jaxpr(jax.grad(lambda a: jnp.sum(jnp.einsum("nd,md->nm", a, a))))(
+      jnp.ones((3, 2))).jaxpr
+  assert not all(_is_highest(eqn.params["precision"]) for eqn in _dots(jaxpr))

@@ -147,3 +147,36 @@ def test_train_step_of_every_method(method, fashion_data):
   assert all(jax.tree.leaves(moved)), moved
   if method in ("ghmlc", "ahmlc"):
     assert {f"level_{m}/{h}" for m in ("loss", "dims") for h in range(3)} <= set(metrics)
+
+
+def test_a_skipped_step_moves_the_schedule_on_with_the_step(fashion_data):
+  """After a skipped (non-finite) first step, the second step applies and logs
+  ``schedule(1)``, the same update as a state that is at step 1 without a skip.
+  (When the optimiser counted its own updates, the second step applied
+  ``schedule(0) = 0`` while logging ``schedule(1)``, and the cosine never
+  reached zero.)"""
+  import jax
+  root, data = fashion_data
+  config = learning_config("supcon", root)
+  config.update(optimizer="sgd", momentum=0.0, weight_decay=0.0, warmup_epochs=0.5,
+                nan_policy="skip", inject_nonfinite_at_step=1)
+  from hmlc_jax.data import augment
+  model = train_state.build_model(config, data, axis_name=train.AXIS)
+  sample = augment.prepare_eval(data.train_x[:1], data.kind)
+  state = train_state.create_train_state(config, model, sample, len(data.train_x))
+  _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
+  assert float(schedule(0)) == 0.0 and float(schedule(1)) > 0.0
+  step = train.pmapped_train_step(model, config, data.kind, schedule)
+  first = lambda tree: jax.tree.map(lambda a: np.asarray(a[0]), tree)
+  before = jax.tree.map(np.asarray, state.params)
+
+  skipped, _ = step(train.replicate(state), train.device_batch(data, config, 0))
+  assert int(skipped.skips[0]) == 1 and int(skipped.step[0]) == 1
+  after_skip, metrics = step(skipped, train.device_batch(data, config, 1))
+  np.testing.assert_allclose(float(metrics["learning_rate"][0]), float(schedule(1)), rtol=1e-6)
+  moved = first(after_skip.params)
+  assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(before)))
+
+  no_skip, _ = step(train.replicate(state.replace(step=1)), train.device_batch(data, config, 1))
+  for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(first(no_skip.params))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -3,7 +3,7 @@
 ``relu(nn.BatchNorm(...)(x))`` differentiated by autodiff keeps ``x - mean``
 and the ReLU's output as residuals and walks over the activations once per
 primitive; on CPU, where the small CNN's step is bound by such passes, that
-cost about a tenth of the step (BENCHMARKS.md, 2026-12-05). Here the forward
+cost about a tenth of the step (docs/benchmarks.md). Here the forward
 pass computes the statistics and writes only the output; the backward pass
 recomputes the normalised input from ``x`` and the statistics, and needs one
 pass for the two per-channel sums and one for the input gradient:

@@ -2,9 +2,8 @@
 
 XLA:CPU runs a convolution's forward pass and its input gradient at matmul-like
 rates, but the kernel gradient (a convolution that contracts over the batch)
-several times slower: on the 2-core CI machine, forward + kernel gradient of the
-14x14 32->64 layer of the small CNN at 512 views took 360 ms against 37 ms for
-the forward pass alone (BENCHMARKS.md, "Convolution kernel gradients on CPU").
+several times slower (the small CNN's middle layer: about 10x its forward pass;
+docs/benchmarks.md).
 For stride-1, undilated, ungrouped convolutions this module keeps XLA's
 forward pass and input gradient and computes the kernel gradient as matmuls
 over the patches (im2col), ``dW[kh, kw, i, o] = sum_n,y,x
@@ -127,9 +126,8 @@ def patch_kernel_grad(x: jnp.ndarray, dy: jnp.ndarray, *, kernel_shape: Sequence
   The batch is cut into chunks whose patch matrix (``[rows, KH * KW * I]``)
   fits ``chunk_bytes``; a ``lax.scan`` pads each chunk, builds its patches and
   accumulates ``patches^T @ dy`` in (at least) float32. One patch matrix of the
-  whole batch (9x the activations) is memory-bound on CPU: on the CI machine
-  the chunks took the kernel gradient of the small CNN's middle layer, 512
-  views over 2 devices, from 169 to 104 ms (BENCHMARKS.md).
+  whole batch (9x the activations) is memory-bound on CPU, so chunks that
+  stay in cache are faster (docs/benchmarks.md).
 
   Args:
     x: ``[N, H, W, I]`` input of the convolution.

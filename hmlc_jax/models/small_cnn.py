@@ -21,7 +21,7 @@ class SmallCNN(nn.Module):
   channels (``[B, H, W, C] -> [B, H/s, W/s, s*s*C]``) and drops the first
   stage's pool: the first convolutions run at 1/s of the resolution, where on
   CPU the full-resolution activations of the first stage cost most of the
-  step (BENCHMARKS.md); at ``s=2`` the later stages see the same sizes.
+  step (docs/benchmarks.md); at ``s=2`` the later stages see the same sizes.
 
   ``pool`` makes the representation from the last stage's ``[B, h, w, 4 *
   width]`` map: ``"mean"`` averages over positions (``[B, 4 * width]``);
@@ -72,7 +72,7 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   window does). Both are single elementwise loops. XLA's own max-pool
   gradient (select-and-scatter) cost more than the first convolution on CPU,
   and autodiff of a reshape-and-max spent most of the pool's time in the
-  window reductions that count ties (BENCHMARKS.md, 2026-12-05).
+  window reductions that count ties (docs/benchmarks.md).
   """
   _, h, w, _ = x.shape
   return _pool_even(x[:, :h // 2 * 2, :w // 2 * 2])

@@ -40,7 +40,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       backbone="resnet18", width=64, projection_dim=128, projection_hidden_dim=0,
       attention_activation="sigmoid", dtype="float32",
       convs_per_stage=2, space_to_depth=1, pool="mean",   # these three: small_cnn only
-      zero_init_residual=False))    # resnets: last BatchNorm scale of each block at 0
+      zero_init_residual=False,     # resnets: last BatchNorm scale of each block at 0
+      cpu_kernels=False))           # hand-written CPU gradients (convolutions, BN+ReLU, pool)
   # Every data set's fields; a loader reads the ones it knows (hmlc_jax.data).
   c.dataset = ml_collections.ConfigDict(dict(
       name="cifar100", data_dir="", seed=0, download=True,
@@ -117,10 +118,12 @@ def small_cnn_on_cpu(method: str, dataset: str, augment: ml_collections.ConfigDi
   """The 2-core CPU recipe shared by hdigits and hfashion: small CNN of width 32
   with a 2x2 space-to-depth stem (the step about 2x faster on CPU, docs/benchmarks.md),
   batch 256, AdamW (measured: SGD at 0.05-0.3 barely moves this small CNN),
-  half an epoch of warm-up. The caller sets the budget and data fields."""
+  half an epoch of warm-up, and the hand-written CPU gradients
+  (``model.cpu_kernels``). The caller sets the budget and data fields."""
   c = base_config(method)
   c.dataset.name = dataset
-  c.model.update(backbone="small_cnn", width=32, convs_per_stage=1, space_to_depth=2)
+  c.model.update(backbone="small_cnn", width=32, convs_per_stage=1, space_to_depth=2,
+                 cpu_kernels=True)
   c.augment = augment
   c.batch_size = 256
   c.warmup_epochs = 0.5
@@ -204,10 +207,7 @@ def cifar100(method: str, arg: str) -> ml_collections.ConfigDict:
   c.warmup_epochs = 10.0
   c.learning_rate = 0.5
   c.checkpoint_every_steps = 1000
-  c = apply_variant(c, arg, f"configs/cifar100_{method}.py")
-  if arg == "smoke":
-    c.model.dtype = "float32"
-  return c
+  return apply_variant(c, arg, f"configs/cifar100_{method}.py")   # :smoke keeps bfloat16
 
 
 def point_clouds(name: str, method: str, arg: str) -> ml_collections.ConfigDict:

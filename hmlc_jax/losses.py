@@ -17,12 +17,19 @@ no such anchor contributes 0.
 
 All functions are pure, jit/vmap/grad-safe and use static shapes. They
 compute in float32 for float32, bfloat16 or float16 inputs (float64 stays
-float64) and take ``axis_name``: inside ``pmap`` the
-embeddings and labels are all-gathered over that axis, local rows are the
-anchors and the global batch is the contrast set. The returned value is then
-the loss of the global batch on every device, and ``jax.grad`` gives each
-device exactly its rows of the global gradient (no factor of the device
-count): sum parameter gradients over devices with ``psum``, do not ``pmean``.
+float64). Three ways to run them over several devices:
+
+- ``jax.jit`` over a global batch sharded across devices: call with
+  ``axis_name=None``; XLA partitions the computation and the gradient.
+- ``jax.shard_map`` (default ``check_vma=True``): pass the mesh axis as
+  ``axis_name``; the loss is a replicated scalar (``out_specs=P()``) and the
+  gradients of replicated parameters come out summed over devices.
+- ``jax.pmap``: pass its ``axis_name``; the value is the global batch's loss
+  on every device and ``jax.grad`` gives each device exactly its rows of the
+  global gradient: sum parameter gradients with ``psum``, do not ``pmean``.
+
+With ``axis_name`` the embeddings and labels are all-gathered over that axis,
+local rows are the anchors and the global batch is the contrast set.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ import numpy as np
 
 from hmlc_jax import gmm as gmm_lib
 from hmlc_jax import hierarchy
+from hmlc_jax.parallel import varies_over
 
 HMLC_KINDS = ("hmc", "hce", "hmce")
 
@@ -451,16 +459,27 @@ def _nonpositive(x):
 def _global_mean(values, mask, axis_name):
   """Mean of ``values [L, Na]`` over ``mask``, per level, across devices.
 
-  Inside pmap the value is the global mean on every device, while the
-  gradient flows only through this device's share ``sum_local / count``: the
-  transpose of ``all_gather`` then adds up every device's share, so each
-  device receives exactly its rows of the global gradient.
+  The value is the global mean, the same on every device. Its gradient gives
+  each device exactly its rows of the global gradient (the transpose of the
+  losses' ``all_gather`` adds up every device's part), whichever way the
+  devices are mapped:
+
+  - ``jax.shard_map`` (with its default ``check_vma=True``) tracks which
+    values vary across devices and transposes ``psum`` exactly, so the global
+    mean is ``psum`` of this device's share and the result is a replicated
+    scalar (``out_specs=P()``).
+  - ``jax.pmap`` (and ``shard_map`` with ``check_vma=False``) transposes
+    ``psum`` to another ``psum``, which would count every device's share once
+    per device, so the gradient flows through this device's share
+    ``sum_local / count`` alone and the rest of the sum is a constant.
   """
   total = jnp.sum(jnp.where(mask, values, 0.0), axis=-1)
   count = jnp.sum(mask, axis=-1).astype(values.dtype)
   if axis_name is None:
     return total / jnp.maximum(count, 1.0)
   share = total / jnp.maximum(jax.lax.psum(count, axis_name), 1.0)
+  if varies_over(share, axis_name):
+    return jax.lax.psum(share, axis_name)
   return share + jax.lax.stop_gradient(jax.lax.psum(share, axis_name) - share)
 
 

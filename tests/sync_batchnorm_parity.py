@@ -1,4 +1,5 @@
-"""Synchronised BatchNorm: pmapped train steps equal single-device on the whole batch.
+"""Synchronised BatchNorm: pmapped and shard_mapped train steps equal
+single-device ones on the whole batch.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m tests.sync_batchnorm_parity
 
@@ -7,7 +8,10 @@ largest magnitude of the reference) of the train-mode outputs and updated
 ``batch_stats`` of the model built with ``axis_name="batch"`` ("synced"),
 the same without ``axis_name`` ("local": per-device statistics, which must
 differ), and ("grad") the sum over devices of the per-device parameter
-gradients of a dummy loss against the single-device gradient of the summed loss.
+gradients of a dummy loss against the single-device gradient of the summed loss;
+and ("shard_map") the synced model's outputs, statistics and parameter
+gradient under ``jax.jit(jax.shard_map(...))`` with the default ``check_vma``,
+where the gradient of the replicated parameters comes out summed.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
 from hmlc_jax.models import create_model
@@ -22,11 +27,12 @@ from tests.fixtures import section
 from tests.helpers import init_variables
 
 LOCAL_BATCH = 4
-# The two BatchNorm modules: PointNet's nn.BatchNorm is the ResNets' (and
-# tests/test_models.py checks that every BatchNorm of every backbone gets the
-# axis); small_cnn's BatchNorm + ReLU has a hand-written gradient
+# PointNet's and the CIFAR ResNet-18's nn.BatchNorm (tests/test_models.py
+# checks that every BatchNorm of every backbone gets the axis); small_cnn with
+# its CPU kernels, whose BatchNorm + ReLU has a hand-written gradient
 # (hmlc_jax.models.batchnorm).
-INPUTS = {"pointnet": (32, 3), "small_cnn": (16, 16, 1)}
+INPUTS = {"pointnet": (32, 3), "small_cnn": (16, 16, 1), "resnet18": (16, 16, 3)}
+AXIS = "batch"
 
 
 def relative_difference(a, b) -> float:
@@ -45,7 +51,7 @@ def tree_difference(multi, single, reduce=None) -> float:
 
 def make_model(backbone: str, axis_name: str | None):
   config = section("model", backbone=backbone, width=4, projection_dim=8,
-                   projection_hidden_dim=16)
+                   projection_hidden_dim=16, cpu_kernels=backbone == "small_cnn")
   return create_model(config, num_levels=2, attention_heads=True, axis_name=axis_name)
 
 
@@ -69,7 +75,7 @@ def forward_difference(model, variables, split, out, stats) -> dict:
 
 
 def compare(backbone: str, x: np.ndarray, devices: int) -> dict:
-  synced, local = make_model(backbone, "batch"), make_model(backbone, None)
+  synced, local = make_model(backbone, AXIS), make_model(backbone, None)
   variables = init_variables(synced, x[:1], train=False)
   # Reference: one device, whole batch (train mode needs no axis_name there).
   out, stats = jax.jit(train_forward(local))(variables, x)
@@ -82,7 +88,24 @@ def compare(backbone: str, x: np.ndarray, devices: int) -> dict:
   m_grad = jax.pmap(jax.grad(dummy_loss(synced)), axis_name="batch")(
       replicated["params"], replicated["batch_stats"], split)
   report["grad"] = tree_difference(m_grad, grad, reduce=lambda g: g.sum(axis=0))
+  report["shard_map"] = shard_map_difference(synced, variables, x, out, stats, grad, devices)
   return report
+
+
+def shard_map_difference(model, variables, x, out, stats, grad, devices) -> dict:
+  mesh = jax.make_mesh((devices,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+  x = jax.device_put(x, NamedSharding(mesh, P(AXIS)))
+  forward = jax.shard_map(train_forward(model), mesh=mesh, in_specs=(P(), P(AXIS)),
+                          out_specs=(P(AXIS), P()))
+  s_out, s_stats = jax.jit(forward)(variables, x)
+  gradient = jax.shard_map(jax.grad(lambda p, b, a: jax.lax.psum(dummy_loss(model)(p, b, a), AXIS)),
+                           mesh=mesh, in_specs=(P(), P(), P(AXIS)), out_specs=P())
+  s_grad = jax.jit(gradient)(variables["params"], variables["batch_stats"], x)
+  return {"outputs": max(relative_difference(s_out[k], out[k]) for k in out),
+          "batch_stats": max(relative_difference(a, b) for a, b in zip(
+              jax.tree.leaves(s_stats), jax.tree.leaves(stats))),
+          "grad": max(relative_difference(a, b) for a, b in zip(
+              jax.tree.leaves(s_grad), jax.tree.leaves(grad)))}
 
 
 def main():

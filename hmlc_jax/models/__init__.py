@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from hmlc_jax.errors import UserInputError
@@ -85,7 +86,10 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
       "sigmoid"), ``dtype`` ("float32" or "bfloat16", default "float32") and,
       optionally, ``zero_init_residual`` (bool, default False: ResNets start
       each residual branch's last BatchNorm scale at zero); for ``small_cnn``
-      ``convs_per_stage``, ``space_to_depth`` and ``pool`` (`SmallCNN`).
+      ``convs_per_stage``, ``space_to_depth`` and ``pool`` (`SmallCNN`);
+      ``cpu_kernels`` (default False): the hand-written gradients that pay on
+      CPU, used only when JAX's default backend is the CPU (reverse mode
+      only; without them the backbones are plain Flax / lax).
     num_levels: H, hierarchy levels (one attention head each).
     attention_heads: add A-HMLC attention masks to the output.
     axis_name: pmap axis over which BatchNorm synchronises batch statistics.
@@ -101,9 +105,10 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
                           or num_levels < 1):
     raise UserInputError(f"num_levels must be a positive int for attention heads, "
                          f"got {num_levels!r}")
+  cpu_kernels = fields["cpu_kernels"] and jax.default_backend() == "cpu"
   backbone = _backbone(fields["backbone"], fields["width"], fields["zero_init_residual"],
                        fields["convs_per_stage"], fields["space_to_depth"], fields["pool"],
-                       axis_name, fields["dtype"])
+                       axis_name, fields["dtype"], cpu_kernels)
   return ContrastiveModel(
       backbone=backbone, projection_dim=fields["projection_dim"],
       projection_hidden_dim=fields["projection_hidden_dim"], num_levels=num_levels,
@@ -114,9 +119,9 @@ def create_model(model_config, *, num_levels: int, attention_heads: bool,
 def _read_config(m) -> dict[str, Any]:
   """The validated fields of the ``model`` config section (every field is in
   ``configs/common.base_config``)."""
-  if not isinstance(m.zero_init_residual, bool):
-    raise UserInputError(f"model.zero_init_residual must be true or false; "
-                         f"got {m.zero_init_residual!r}")
+  for name in ("zero_init_residual", "cpu_kernels"):
+    if not isinstance(m.get(name, False), bool):
+      raise UserInputError(f"model.{name} must be true or false; got {m.get(name)!r}")
   return {
       "backbone": _choice("backbone", m.backbone, BACKBONES),
       "width": _int_at_least("width", m.width, 1),
@@ -126,6 +131,7 @@ def _read_config(m) -> dict[str, Any]:
                                       ATTENTION_ACTIVATIONS),
       "dtype": DTYPES[_choice("dtype", m.dtype, tuple(DTYPES))],
       "zero_init_residual": m.zero_init_residual,
+      "cpu_kernels": m.get("cpu_kernels", False),
       "convs_per_stage": _int_at_least("convs_per_stage", m.convs_per_stage, 1),
       "space_to_depth": _int_at_least("space_to_depth", m.space_to_depth, 1),
       "pool": _choice("pool", m.pool, POOLS),
@@ -134,8 +140,10 @@ def _read_config(m) -> dict[str, Any]:
 
 def _backbone(name: str, width: int, zero_init_residual: bool, convs_per_stage: int,
               space_to_depth: int, pool: str, axis_name: Optional[str],
-              dtype: Any) -> nn.Module:
+              dtype: Any, cpu_kernels: bool) -> nn.Module:
   kwargs = dict(width=width, axis_name=axis_name, dtype=dtype)
+  if name != "pointnet":
+    kwargs["cpu_kernels"] = cpu_kernels
   if name == "resnet18":
     return resnet18(zero_init_residual=zero_init_residual, **kwargs)
   if name == "resnet50":

@@ -14,10 +14,11 @@ pass for the two per-channel sums and one for the input gradient:
     dx = k * (dz - Sum(dz) / M - xhat * Sum(dz * xhat) / M)
 
 ``Sum`` and ``M`` (the example count) run over every device of ``axis_name``
-(synchronised BatchNorm); the parameter gradients are this device's share,
-as autodiff gives them, so summing the shares over devices gives the full
-gradient. The statistics and the running averages are exactly
-``flax.linen.BatchNorm``'s (float32 sums, ``var = E[x^2] - E[x]^2`` clamped
+(synchronised BatchNorm). The parameter gradients are what autodiff would
+give: under ``jax.pmap`` this device's share (summing the shares over devices
+gives the full gradient); under ``jax.shard_map`` with ``check_vma``, where
+the parameters are replicated values, the sum over devices itself. The
+statistics and the running averages are exactly ``flax.linen.BatchNorm``'s (float32 sums, ``var = E[x^2] - E[x]^2`` clamped
 at 0, biased variance in the running average), and `BatchNormReLU` has its
 parameter and statistic names, so checkpoints do not change.
 """
@@ -30,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from hmlc_jax.parallel import sum_like
 
 
 def _psum(tree, axis_name: Optional[str]):
@@ -90,7 +93,8 @@ def _backward(axis_name, epsilon, residuals, cotangents):
   count = _count(x, axis_name)
   dx = (k * (dz - all_dbias / count - xhat * (all_dscale / count))
         + all_dmean / count + (2.0 / count) * all_dvar * centred)
-  return dx.astype(x.dtype), dscale, dbias
+  # Under shard_map the replicated parameters' gradient is the sum over devices.
+  return dx.astype(x.dtype), sum_like(dscale, scale), sum_like(dbias, bias)
 
 
 batch_norm_relu.defvjp(lambda x, scale, bias, axis_name, epsilon: _forward(

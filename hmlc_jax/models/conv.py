@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from hmlc_jax.parallel import sum_like, vary_like
+
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
 
@@ -87,9 +89,13 @@ def _conv_bwd(pads, precision, residuals, dy):
   _, input_vjp = jax.vjp(lambda x_: _forward(x_, w, pads, precision), x)
   (dx,) = input_vjp(dy)
   options = dict(kernel_shape=w.shape, pads=pads, precision=precision)
-  dw = lax.platform_dependent(x, dy, cpu=functools.partial(patch_kernel_grad, **options),
-                              default=functools.partial(xla_kernel_grad, **options))
-  return dx, dw.astype(w.dtype)
+  # Each branch's gradient is summed where w is replicated and x is not
+  # (shard_map), so that both branches give w's type.
+  branch = lambda grad: lambda x_, dy_, w_: sum_like(grad(x_, dy_, **options).astype(w_.dtype),
+                                                     w_)
+  dw = lax.platform_dependent(x, dy, w, cpu=branch(patch_kernel_grad),
+                              default=branch(xla_kernel_grad))
+  return sum_like(dx, x), dw
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -160,5 +166,6 @@ def patch_kernel_grad(x: jnp.ndarray, dy: jnp.ndarray, *, kernel_shape: Sequence
     return total + part, None
 
   chunks = (x.reshape(n // rows, rows, *x.shape[1:]), dy.reshape(n // rows, rows, *dy.shape[1:]))
-  total, _ = lax.scan(accumulate, jnp.zeros((kh * kw * cin, cout), accum), chunks)
+  zero = vary_like(jnp.zeros((kh * kw * cin, cout), accum), dy)       # shard_map: as dy
+  total, _ = lax.scan(accumulate, zero, chunks)
   return total.reshape(kh, kw, cin, cout).astype(jnp.result_type(x, dy))

@@ -53,13 +53,16 @@ def batch_norm_relu(train: bool, axis_name: Optional[str],
                            dtype=dtype)
 
 
-def conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
-  """Bias-free ``kernel x kernel`` convolution (a BatchNorm always follows); on
-  CPU its kernel gradient is a patch matmul (``hmlc_jax.models.conv``)."""
+def conv(features: int, kernel: int, stride: int, dtype: Any, name: str,
+         cpu_kernels: bool = False) -> nn.Conv:
+  """Bias-free ``kernel x kernel`` convolution (a BatchNorm always follows).
+  With ``cpu_kernels`` its kernel gradient is a patch matmul on CPU
+  (``hmlc_jax.models.conv``; reverse mode only); otherwise plain
+  ``lax.conv_general_dilated``, differentiable in every mode."""
+  kernels = dict(conv_general_dilated=conv_general_dilated) if cpu_kernels else {}
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
                  use_bias=False, kernel_init=conv_init, dtype=dtype,
-                 param_dtype=jnp.float32, conv_general_dilated=conv_general_dilated,
-                 name=name)
+                 param_dtype=jnp.float32, name=name, **kernels)
 
 
 def check_rank(x: jnp.ndarray, rank: int, what: str) -> None:

@@ -21,6 +21,7 @@ class _Block(nn.Module):
   zero_init_residual: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  cpu_kernels: bool = False
 
   def last_bn(self, train: bool) -> Callable[..., nn.Module]:
     """BatchNorm before the residual sum; scale starts at 0 with ``zero_init_residual``."""
@@ -36,11 +37,12 @@ class BasicBlock(_Block):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """``[B, H, W, C] -> [B, H/stride, W/stride, features]``."""
     bn = batch_norm(train, self.axis_name, self.dtype)
-    y = conv(self.features, 3, self.stride, self.dtype, "conv1")(x)
+    y = conv(self.features, 3, self.stride, self.dtype, "conv1", self.cpu_kernels)(x)
     y = nn.relu(bn(name="bn1")(y))
-    y = conv(self.features, 3, 1, self.dtype, "conv2")(y)
+    y = conv(self.features, 3, 1, self.dtype, "conv2", self.cpu_kernels)(y)
     y = self.last_bn(train)(name="bn2")(y)
-    return nn.relu(y + _shortcut(x, self.features, self.stride, bn, self.dtype))
+    return nn.relu(y + _shortcut(x, self.features, self.stride, bn, self.dtype,
+                                 self.cpu_kernels))
 
 
 class Bottleneck(_Block):
@@ -52,15 +54,17 @@ class Bottleneck(_Block):
     """``[B, H, W, C] -> [B, H/stride, W/stride, 4 * features]``."""
     bn = batch_norm(train, self.axis_name, self.dtype)
     out = self.features * self.expansion
-    y = nn.relu(bn(name="bn1")(conv(self.features, 1, 1, self.dtype, "conv1")(x)))
-    y = nn.relu(bn(name="bn2")(conv(self.features, 3, self.stride, self.dtype, "conv2")(y)))
-    y = conv(out, 1, 1, self.dtype, "conv3")(y)
+    kernels = self.cpu_kernels
+    y = nn.relu(bn(name="bn1")(conv(self.features, 1, 1, self.dtype, "conv1", kernels)(x)))
+    y = nn.relu(bn(name="bn2")(conv(self.features, 3, self.stride, self.dtype, "conv2",
+                                    kernels)(y)))
+    y = conv(out, 1, 1, self.dtype, "conv3", self.cpu_kernels)(y)
     y = self.last_bn(train)(name="bn3")(y)
-    return nn.relu(y + _shortcut(x, out, self.stride, bn, self.dtype))
+    return nn.relu(y + _shortcut(x, out, self.stride, bn, self.dtype, self.cpu_kernels))
 
 
 def _shortcut(x: jnp.ndarray, features: int, stride: int, bn: Callable,
-              dtype: Any) -> jnp.ndarray:
+              dtype: Any, cpu_kernels: bool) -> jnp.ndarray:
   """Identity, or 1x1 conv + BN when the block changes the shape.
 
   Must be called inside the block's compact ``__call__`` (it creates the
@@ -68,7 +72,8 @@ def _shortcut(x: jnp.ndarray, features: int, stride: int, bn: Callable,
   """
   if stride == 1 and x.shape[-1] == features:
     return x
-  return bn(name="shortcut_bn")(conv(features, 1, stride, dtype, "shortcut_conv")(x))
+  return bn(name="shortcut_bn")(conv(features, 1, stride, dtype, "shortcut_conv",
+                                     cpu_kernels)(x))
 
 
 class ResNet(nn.Module):
@@ -82,12 +87,14 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """float ``[B, H, W, C]`` -> float32 ``[B, 8 * width * expansion]``."""
     check_rank(x, 4, "[B, H, W, C] images")
-    x = conv(self.width, 3, 1, self.dtype, "stem_conv")(x.astype(self.dtype))
+    x = conv(self.width, 3, 1, self.dtype, "stem_conv", self.cpu_kernels)(
+        x.astype(self.dtype))
     x = nn.relu(batch_norm(train, self.axis_name, self.dtype)(name="stem_bn")(x))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for index in range(num_blocks):
@@ -95,6 +102,7 @@ class ResNet(nn.Module):
         x = self.block(features=self.width * 2 ** stage, stride=stride,
                        zero_init_residual=self.zero_init_residual,
                        axis_name=self.axis_name, dtype=self.dtype,
+                       cpu_kernels=self.cpu_kernels,
                        name=f"stage{stage + 1}_block{index + 1}")(x, train=train)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 

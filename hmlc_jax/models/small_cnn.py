@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from hmlc_jax.errors import UserInputError
-from hmlc_jax.models.layers import batch_norm_relu, check_rank, conv
+from hmlc_jax.models.layers import batch_norm, batch_norm_relu, check_rank, conv
 
 POOLS = ("mean", "flatten")
 
@@ -30,6 +30,11 @@ class SmallCNN(nn.Module):
   images whose classes differ by layout, e.g. Fashion-MNIST's shirts and
   coats; the cost is the head's first layer).
 
+  ``cpu_kernels`` uses the hand-written gradients that pay on CPU (the
+  convolutions' kernel gradient, BatchNorm + ReLU, the 2x2 max-pool), which
+  support reverse-mode differentiation only; without it every layer is plain
+  Flax / lax. The values and parameters are the same either way.
+
   Images ``[B, H, W, C]`` -> representation as above. H and W should be at
   least 8 (three halvings) and divide by ``space_to_depth``.
   """
@@ -39,12 +44,18 @@ class SmallCNN(nn.Module):
   pool: str = "mean"
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """float ``[B, H, W, C]`` -> float32 ``[B, R]`` (R as the class docstring says)."""
     check_rank(x, 4, "[B, H, W, C] images")
-    bn_relu = batch_norm_relu(train, self.axis_name, self.dtype)
+    if self.cpu_kernels:
+      bn_relu, pool = batch_norm_relu(train, self.axis_name, self.dtype), max_pool_2x2
+    else:
+      bn = batch_norm(train, self.axis_name, self.dtype)
+      bn_relu = lambda name: lambda y: nn.relu(bn(name=name)(y))
+      pool = lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))
     x = x.astype(self.dtype)
     s = self.space_to_depth
     if s > 1:
@@ -52,10 +63,11 @@ class SmallCNN(nn.Module):
     for stage in range(3):
       for index in range(self.convs_per_stage):
         name = f"stage{stage + 1}_{index + 1}"
-        x = conv(self.width * 2 ** stage, 3, 1, self.dtype, f"{name}_conv")(x)
+        x = conv(self.width * 2 ** stage, 3, 1, self.dtype, f"{name}_conv",
+                 self.cpu_kernels)(x)
         x = bn_relu(name=f"{name}_bn")(x)
       if stage or s == 1:
-        x = max_pool_2x2(x)
+        x = pool(x)
     x = x.astype(jnp.float32)
     if self.pool == "flatten":
       return x.reshape(x.shape[0], -1)

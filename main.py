@@ -39,8 +39,9 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "tsne", "levels", "demo"],
                   "--workdir/levels.json; "
                   "demo: evaluate every loss on a random batch (configs/demo.py).")
 flags.DEFINE_bool("overwrite", False,
-                  "Clear --workdir's checkpoints and results first. Without it, a workdir "
-                  "trained with a different method, model, data set or batch size is an error.")
+                  "Clear --workdir's checkpoints and results first. Without it, resuming a "
+                  "workdir with a config that differs in a field that changes the training "
+                  "(all but length, logging, saving and evaluation) is an error.")
 flags.DEFINE_string("coordinator_address", None,
                     "Multi-process run: HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS).")
 flags.DEFINE_integer("num_processes", None,

@@ -65,7 +65,8 @@ def main():
                for k in rows}
   report = {"command": "python benchmarks/gmm_components.py " + " ".join(
                 f"--{name}={value}" for name, value in vars(args).items() if name != "json"),
-            "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": platform.processor() or platform.machine(),
             "jax": jax.__version__, "variants": {}}
   print(f"{'variant':<16} {'within 0.5%':>12} {'all alive':>10} {'worst shortfall':>16}")
   for text in args.variants.split(","):

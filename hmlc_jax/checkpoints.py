@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hmlc_jax import distributed
 from hmlc_jax.errors import NonFiniteError
 
 
@@ -30,17 +31,27 @@ def restore_newest_readable(manager: ocp.CheckpointManager, state, set_aside: st
   ``state`` itself when none does.
 
   A checkpoint that fails to restore (truncated, corrupted) gets a one-line
-  warning on stderr and is moved into the folder ``set_aside``.
+  warning on stderr and is moved into the folder ``set_aside``. In a
+  multi-process run every process tries each checkpoint, then process 0 alone
+  moves a damaged one while the others wait.
   """
   target = jax.device_get(state)        # host arrays: the same on every process
   manager.reload()                        # what is on disk now
   for step in sorted(manager.all_steps(), reverse=True):
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(target))
+      restored, error = manager.restore(step, args=ocp.args.StandardRestore(target)), None
     except Exception as e:   # orbax raises many types for damaged files
+      restored, error = None, e
+    distributed.sync(f"checkpoint {step} tried")
+    if error is None:
+      return restored
+
+    def set_aside_once(step=step, error=error):
       moved = move_aside(manager, step, set_aside)
-      print(f"warning: the checkpoint at step {step} cannot be read ({type(e).__name__}); "
+      print(f"warning: the checkpoint at step {step} cannot be read ({type(error).__name__}); "
             f"moved to {moved}, trying the previous one", file=sys.stderr, flush=True)
+    distributed.lead_first(f"setting aside the checkpoint at step {step}", set_aside_once)
+    manager.reload()
   return state
 
 

@@ -14,7 +14,7 @@ Slurm, Open MPI).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from hmlc_jax.errors import UserInputError
 
@@ -86,3 +86,34 @@ def sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
+
+
+def lead_first(name: str, work: Callable[[], Any]) -> None:
+  """Runs ``work`` on process 0 alone while the other processes wait for it.
+
+  For what must happen once on a shared file system: downloading a data set,
+  moving a damaged checkpoint aside. Raises on every process when ``work``
+  failed: process 0 its own error, the others one line naming ``name``.
+  """
+  import jax
+  if jax.process_count() == 1:
+    work()
+    return
+  error = None
+  if is_lead():
+    try:
+      work()
+    except Exception as e:  # pylint: disable=broad-except  (re-raised below)
+      error = e
+  succeeded = _lead_says(error is None)
+  if error is not None:
+    raise error
+  if not succeeded:
+    raise UserInputError(f"{name} failed on process 0 (its error says why)")
+
+
+def _lead_says(flag: bool) -> bool:
+  """Process 0's ``flag`` on every process (a barrier too)."""
+  import numpy as np
+  from jax.experimental import multihost_utils
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

@@ -86,9 +86,17 @@ def summary(results: Dict[str, Any], workdir: str) -> str:
 # ----------------------------------------------------------------------------
 # Checkpoints and resuming
 
-# Fields whose change makes the saved state unusable or the run a different one.
-RESUME_FIELDS = ("method", "model", "dataset.name", "dataset.level_order", "batch_size",
-                 "num_views", "optimizer")
+# The config fields a resumed run may change: how long it trains (the schedule
+# then follows the new total from the resume on), how often it saves and logs,
+# how it is evaluated, where its data lies. Every other field shapes the
+# trajectory, and a resume that changes one is refused.
+RESUMABLE_FIELDS = ("num_train_steps", "num_epochs", "checkpoint_every_steps",
+                    "keep_checkpoints", "log_every_steps", "log_to_console", "progress_bar",
+                    "tensorboard", "throughput", "nan_policy", "max_skips", "eval",
+                    "dataset.data_dir", "dataset.download", "dataset.eval_split")
+# What evaluating a workdir must share with its training: the method, the model
+# and the data (less the RESUMABLE_FIELDS among them).
+EVALUATE_FIELDS = ("method", "model", "dataset")
 
 
 def checkpoint_manager(workdir: str, keep: int):
@@ -111,25 +119,52 @@ def field(config: Dict[str, Any], dotted: str) -> Optional[Any]:
   return node
 
 
-def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+def check_resumable(workdir: str, config: ml_collections.ConfigDict,
+                    action: str = "resume") -> None:
   """UserInputError when ``workdir`` holds checkpoints from a config that differs
-  from ``config`` in a `RESUME_FIELDS` field (resuming would fail or mix runs)."""
+  from ``config`` in a field outside `RESUMABLE_FIELDS`: resuming would mix two
+  runs. With ``action="evaluate"`` only `EVALUATE_FIELDS` are compared: a
+  workdir scored under another method, model or data set would be mislabelled."""
   saved_config, folder = path(workdir, CONFIG), path(workdir, CHECKPOINTS)
   has_checkpoints = os.path.isdir(folder) and os.listdir(folder)
   if not (has_checkpoints and os.path.exists(saved_config)):
     return
   with open(saved_config) as f:
-    saved = json.load(f)
-  new = config.to_dict()
-  for name in RESUME_FIELDS:
-    before, now = field(saved, name), field(new, name)
-    if before != now:
-      raise UserInputError(
-          f"{workdir} was trained with {name}={_short(before)}, this config has "
-          f"{_short(now)}; use another --workdir, or --overwrite to start it afresh")
+    saved = _flatten(json.load(f))
+  new = _flatten(config.to_dict())
+  within = lambda name, fields: any(name == f or name.startswith(f + ".") for f in fields)
+  changed = [name for name in sorted(set(saved) | set(new))
+             if saved.get(name, _MISSING) != new.get(name, _MISSING)
+             and not within(name, RESUMABLE_FIELDS)
+             and (action == "resume" or within(name, EVALUATE_FIELDS))]
+  if changed:
+    name = changed[0]
+    more = f" (and {len(changed) - 1} more: {', '.join(changed[1:4])})" if len(changed) > 1 else ""
+    fix = ("use another --workdir, or --overwrite to start it afresh" if action == "resume"
+           else "pass the config it was trained with")
+    raise UserInputError(
+        f"cannot {action} {workdir}: it was trained with "
+        f"{name}={_short(saved.get(name, _MISSING))}, this config has "
+        f"{_short(new.get(name, _MISSING))}{more}; {fix}")
+
+
+_MISSING = object()
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and tuples compare as lists."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return out
 
 
 def _short(value) -> str:
+  if value is _MISSING:
+    return "(no such field)"
   text = json.dumps(value, sort_keys=True)
   return text if len(text) <= 60 else text[:57] + "..."
 
@@ -170,7 +205,12 @@ def eval_split(config: ml_collections.ConfigDict) -> str:
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Re-evaluates the newest checkpoint of ``workdir`` and updates its ``results.json``."""
+  """Re-evaluates the newest checkpoint of ``workdir`` and updates its ``results.json``.
+
+  ``config`` must be the one the workdir was trained with (its ``config.json``),
+  up to `RESUMABLE_FIELDS` (evaluation settings among them); another method,
+  model or data set is refused before anything is read or written."""
+  check_resumable(workdir, config, action="evaluate")
   from hmlc_jax import evaluate, train_state
   from hmlc_jax.data import augment, load_dataset
   from hmlc_jax.distributed import is_lead

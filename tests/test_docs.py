@@ -98,12 +98,23 @@ def test_the_table_check_fails_on_a_changed_number(tmp_path):
 # ----------------------------------------------------------------------------
 # Links
 
+def anchors(path):
+  """GitHub's anchors of a markdown file's headings."""
+  slug = lambda title: re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+  return {slug(line.lstrip("#")) for line in path.read_text().splitlines()
+          if line.startswith("#")}
+
+
 def broken_links(path):
   broken = []
   for target in LINK.findall(path.read_text()):
-    if re.match(r"[a-z]+:", target) or target.startswith("#"):
+    if re.match(r"[a-z]+:", target):
       continue
-    if not (path.parent / target.split("#")[0]).exists():
+    file, _, anchor = target.partition("#")
+    resolved = path.parent / file if file else path
+    if not resolved.exists():
+      broken.append(target)
+    elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
       broken.append(target)
   return broken
 
@@ -115,9 +126,10 @@ def test_every_relative_link_resolves(path):
 
 def test_a_broken_link_is_found(tmp_path):
   page = tmp_path / "page.md"
-  (tmp_path / "there.md").write_text("x")
-  page.write_text("[ok](there.md) [web](https://example.org) [gone](missing.md#part)")
-  assert broken_links(page) == ["missing.md#part"]
+  (tmp_path / "there.md").write_text("# Title\n## A part: with, punctuation's\n")
+  page.write_text("[ok](there.md) [web](https://example.org) [gone](missing.md#part) "
+                  "[part](there.md#a-part-with-punctuations) [no part](there.md#b-part)")
+  assert broken_links(page) == ["missing.md#part", "there.md#b-part"]
 
 
 def test_the_documents_the_readme_promises_exist():

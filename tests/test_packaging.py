@@ -48,5 +48,5 @@ def test_the_losses_import_nothing_of_the_training_system():
 
 def test_the_import_check_sees_a_training_import():
   """The check itself: a module that pulls in flax (and its absl) is reported."""
-  assert imported_training_modules(code=CHECK.replace("hmlc_jax.hierarchy",
-                                                      "hmlc_jax.hierarchy, flax")).count("flax") == 1
+  code = CHECK.replace("hmlc_jax.hierarchy", "hmlc_jax.hierarchy, flax")
+  assert imported_training_modules(code=code).count("flax") == 1

@@ -100,20 +100,38 @@ def test_every_checkpoint_unreadable_warns_for_each_and_trains_from_scratch(refe
 
 
 def test_incompatible_config_is_refused_unless_overwrite(reference, tmp_path):
+  """Every field that shapes the trajectory is checked on resume (the learning
+  rate, temperature, seed and GMM settings once continued a run silently)."""
   workdir = tmp_path / "other"
   shutil.copytree(reference, workdir)
   before = snapshot(workdir)
   changes = {"method": "--config.method=supcon", "batch_size": "--config.batch_size=32",
-             "model": "--config.model.width=8"}
+             "model.width": "--config.model.width=8",
+             "learning_rate": "--config.learning_rate=0.5",
+             "temperature": "--config.temperature=0.2", "seed": "--config.seed=3",
+             "gmm.num_iters": "--config.gmm.num_iters=4"}
   for field, change in changes.items():
     refused = run(workdir, change)
     assert refused.returncode == 2, refused.stderr[-2000:]
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and f"trained with {field}=" in lines[0] and "--overwrite" in lines[0]
+  evaluated = run(workdir, "--mode=eval", "--config.method=hmce")
+  assert evaluated.returncode == 2, evaluated.stderr[-2000:]
+  lines = evaluated.stderr.strip().splitlines()
+  assert len(lines) == 1 and "cannot evaluate" in lines[0] and "trained with method=" in lines[0]
   assert snapshot(workdir) == before
   fresh = run(workdir, "--config.method=supcon", "--overwrite")
   assert fresh.returncode == 0, fresh.stderr[-2000:]
   assert "resuming" not in fresh.stderr and results(workdir)["config"]["method"] == "supcon"
+
+
+def test_a_resumed_run_may_train_longer(reference, tmp_path):
+  workdir = tmp_path / "longer"
+  shutil.copytree(reference, workdir)
+  longer = run(workdir, f"--config.num_train_steps={STEPS + 3}")
+  assert longer.returncode == 0, longer.stderr[-2000:]
+  assert f"resuming from the checkpoint at step {STEPS}" in longer.stderr
+  assert results(workdir)["steps"] == STEPS + 3
 
 
 def test_non_finite_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -11,6 +11,7 @@ from typing import Optional
 
 import ml_collections
 
+from hmlc_jax import distributed
 from hmlc_jax.errors import UserInputError
 
 
@@ -86,6 +87,11 @@ def _is_prepared(tfds, builder: str, data_dir: Optional[str]) -> bool:
     absl_logging.set_verbosity(verbosity)
 
 
+def _several_processes() -> bool:
+  import jax
+  return jax.process_count() > 1
+
+
 def read_splits(builder: str, display: str, data_dir: Optional[str], download: bool,
                 hint: Optional[str] = None) -> list:
   """``tfds.load`` of ``builder``'s train and test splits as NumPy feature dicts.
@@ -94,7 +100,8 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
     builder: tensorflow-datasets name, e.g. "cifar100".
     display: the data set's name in messages, e.g. "CIFAR-100".
     data_dir: tensorflow-datasets data directory, None for the default.
-    download: let tensorflow-datasets download and prepare missing data.
+    download: let tensorflow-datasets download and prepare missing data (in a
+      multi-process run process 0 alone, the others waiting for it).
     hint: how to get the data, for the error message (default: `get_data_hint`).
 
   Raises:
@@ -110,6 +117,11 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
       raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
                            f"the download servers ({PROBE_HOST[0]}); {hint}")
   try:
+    if download and _several_processes():
+      # One download into the shared data_dir: process 0's; the others wait.
+      distributed.lead_first(f"preparing {display}", lambda: tfds.builder(
+          builder, data_dir=data_dir).download_and_prepare())
+      download = False
     splits = tfds.load(builder, split=["train", "test"], data_dir=data_dir,
                        batch_size=-1, download=download)
   except AssertionError as e:

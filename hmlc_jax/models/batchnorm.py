@@ -18,8 +18,9 @@ pass for the two per-channel sums and one for the input gradient:
 give: under ``jax.pmap`` this device's share (summing the shares over devices
 gives the full gradient); under ``jax.shard_map`` with ``check_vma``, where
 the parameters are replicated values, the sum over devices itself. The
-statistics and the running averages are exactly ``flax.linen.BatchNorm``'s (float32 sums, ``var = E[x^2] - E[x]^2`` clamped
-at 0, biased variance in the running average), and `BatchNormReLU` has its
+statistics and the running averages are exactly ``flax.linen.BatchNorm``'s
+(float32 sums, ``var = E[x^2] - E[x]^2`` clamped at 0, biased variance in the
+running average), and `BatchNormReLU` has its
 parameter and statistic names, so checkpoints do not change.
 """
 from __future__ import annotations

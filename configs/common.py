@@ -51,7 +51,13 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       num_points=1024,              # point clouds
       canvas=56,                    # hmnist: composite side in pixels
       level_order="category_first",  # hdigits, hmnist: or class_first (the digits swap roles)
-      test_fraction=0.3))           # hdigits: source images kept for the test split
+      test_fraction=0.3,            # hdigits: source images kept for the test split;
+                                    # folder: images held out when there is no test split
+      path="",                      # folder: the folder that holds the splits
+      layout="tree",                # folder: tree | taxonomy_names | csv
+      train_split="train", test_split="test",   # folder: split folder (or CSV) names
+      image_size=32, channels=3,    # folder: images resized to this square, 1 or 3 channels
+      taxonomy_levels=7))           # folder, layout=taxonomy_names: names after the id
   c.augment = image_augment()
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,
@@ -178,6 +184,39 @@ def hfashion(method: str, arg: str) -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500
   c.log_every_steps = 100
   return finish(c, arg, f"configs/hfashion_{method}.py")
+
+
+def folder(method: str, arg: str) -> ml_collections.ConfigDict:
+  """Your own images in a folder tree (``hmlc_jax/data/folder.py``), resized to
+  32 px, with the small-CNN CPU recipe; set ``dataset.path`` (and
+  ``dataset.layout``, ``image_size``, ``channels`` as your data needs)."""
+  c = small_cnn_on_cpu(method, "folder", image_augment(
+      crop_scale=(0.8, 1.0), flip=True, jitter_prob=0.0, grayscale_prob=0.0), 4e-3)
+  c.num_epochs = 20.0
+  c.checkpoint_every_steps = 500
+  return apply_variant(c, arg, f"configs/folder_{method}.py")
+
+
+def inat2021(method: str, arg: str) -> ml_collections.ConfigDict:
+  """iNaturalist 2021 "mini" from its official folders (``train_mini/`` and
+  ``val/``, one folder per species named by its 7-level path: kingdom to
+  genus, then the species epithet), CIFAR-style ResNet-50 at 224 px in
+  bfloat16. The ``:smoke`` variant reads 32 px images (a synthetic tree in
+  the same layout in the tests)."""
+  c = base_config(method)
+  c.dataset.update(name="folder", layout="taxonomy_names", train_split="train_mini",
+                   test_split="val", image_size=224, channels=3, taxonomy_levels=7)
+  c.model.update(backbone="resnet50", width=64, dtype="bfloat16")
+  c.augment = image_augment(crop_scale=(0.2, 1.0), flip=True)
+  c.batch_size = 1024
+  c.num_epochs = 100.0
+  c.warmup_epochs = 5.0
+  c.learning_rate = 0.5
+  c.checkpoint_every_steps = 1000
+  c = apply_variant(c, arg, f"configs/inat2021_{method}.py")
+  if arg == "smoke":
+    c.dataset.image_size = 32
+  return c
 
 
 def hmnist(method: str, arg: str) -> ml_collections.ConfigDict:

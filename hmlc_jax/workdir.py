@@ -65,7 +65,8 @@ def data_spec(data) -> Dict[str, Any]:
   return {"name": data.name, "kind": data.kind, "num_levels": data.num_levels,
           "num_train": len(data.train_x), "input_shape": list(data.train_x.shape[1:]),
           "input_dtype": str(data.train_x.dtype), "num_classes": list(data.num_classes),
-          "level_names": list(data.level_names)}
+          "level_names": list(data.level_names),
+          "class_names": [list(names) for names in data.class_names]}
 
 
 def summary(results: Dict[str, Any], workdir: str) -> str:

@@ -60,3 +60,26 @@ def test_only_process_zero_downloads_a_data_set(processes, monkeypatch, tmp_path
     processes(index)
     tfds_io.read_splits("cifar100", "CIFAR-100", str(tmp_path), download=True)
     assert calls == expected, index
+
+
+def test_only_process_zero_sets_a_damaged_checkpoint_aside(processes, monkeypatch, tmp_path):
+  """Both processes try the damaged checkpoint; process 1 leaves the files alone."""
+  from hmlc_jax import checkpoints
+  monkeypatch.setattr(distributed, "sync", lambda name: None)
+
+  class Manager:
+    directory = tmp_path / "checkpoints"
+    def reload(self):
+      pass
+    def all_steps(self):
+      return [2]
+    def restore(self, step, args):
+      raise ValueError("truncated")
+
+  moved = []
+  monkeypatch.setattr(checkpoints, "move_aside", lambda manager, step, to: moved.append(step))
+  for index, expected in ((1, []), (0, [2])):
+    processes(index)
+    state = {"w": 1.0}
+    assert checkpoints.restore_newest_readable(Manager(), state, str(tmp_path / "aside")) is state
+    assert moved == expected, index

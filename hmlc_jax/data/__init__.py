@@ -17,7 +17,7 @@ import numpy as np
 from hmlc_jax import hierarchy
 from hmlc_jax.errors import UserInputError
 
-DATASETS = ("hdigits", "hfashion", "hmnist", "cifar100", "modelnet40", "shapes3d")
+DATASETS = ("hdigits", "hfashion", "hmnist", "cifar100", "modelnet40", "shapes3d", "folder")
 EVAL_SPLITS = ("test", "validation")
 
 
@@ -36,6 +36,8 @@ class Dataset:
     extra_labels: further labels to probe that are no level of the hierarchy,
       name -> (train int ``[N]``, test int ``[M]``, number of classes); e.g.
       a composite digit set's fine digit on its own.
+    class_names: per level, the name of each class id (optional; empty when
+      the data set has none).
   """
   name: str
   kind: str
@@ -47,6 +49,7 @@ class Dataset:
   level_names: Tuple[str, ...]
   extra_labels: Dict[str, Tuple[np.ndarray, np.ndarray, int]] = dataclasses.field(
       default_factory=dict)
+  class_names: Tuple[Tuple[str, ...], ...] = ()
 
   def validated(self) -> "Dataset":
     """This data set with both label arrays checked by `check_labels`."""
@@ -78,26 +81,50 @@ def check_labels(labels: np.ndarray, num_classes, split: str) -> np.ndarray:
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-  """Loads ``config.dataset.name`` (one of DATASETS).
+  """Loads ``config.dataset.name``: one of DATASETS, or ``"module.path:function"``,
+  a loader of the user's own that takes the ``dataset`` config and returns a
+  `Dataset` (its labels are validated here).
 
   ``eval_split="validation"`` replaces the test split by a validation split
   held out of the training data (``validation_fraction``), for choosing
   settings without looking at the test split.
   """
-  if config.name not in DATASETS:
+  if config.name not in DATASETS and ":" not in str(config.name):
     raise UserInputError(f"unknown dataset.name {config.name!r}; choose one of "
-                         f"{list(DATASETS)}")
+                         f"{list(DATASETS)}, or give your own loader as "
+                         f"'package.module:function'")
   split = config.eval_split
   if split not in EVAL_SPLITS:
     raise UserInputError(f"dataset.eval_split must be one of {list(EVAL_SPLITS)}, got {split!r}")
   fraction = config.validation_fraction
   if split == "validation" and not 0.0 < fraction < 1.0:
     raise UserInputError(f"dataset.validation_fraction must lie in (0, 1), got {fraction!r}")
-  module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
-  dataset = module.load(config)
+  if ":" in config.name:
+    module, dataset = None, _user_loader(config.name)(config)
+    if not isinstance(dataset, Dataset):
+      raise UserInputError(f"dataset.name {config.name}: the loader returned "
+                           f"{type(dataset).__name__}, not a hmlc_jax.data.Dataset")
+    dataset = dataset.validated()
+  else:
+    module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
+    dataset = module.load(config)
   if split == "validation" and not getattr(module, "BUILDS_VALIDATION", False):
     dataset = hold_out_validation(dataset, fraction, config.seed)
   return dataset
+
+
+def _user_loader(name: str):
+  """The function ``module:function`` names; UserInputError when there is none."""
+  module_name, _, function = name.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise UserInputError(f"dataset.name {name}: cannot import {module_name} ({e}); "
+                         f"is it on PYTHONPATH?") from None
+  loader = getattr(module, function, None)
+  if not callable(loader):
+    raise UserInputError(f"dataset.name {name}: {module_name} has no function {function!r}")
+  return loader
 
 
 def hold_out_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:

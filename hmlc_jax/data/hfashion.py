@@ -177,4 +177,5 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
                  train_x=arrays["train"][0], train_y=arrays["train"][1],
                  test_x=arrays["test"][0], test_y=arrays["test"][1],
                  num_classes=(len(LEVEL0), len(LEVEL1), len(CLASS_NAMES)),
-                 level_names=("clothes/goods", "group", "class")).validated()
+                 level_names=("clothes/goods", "group", "class"),
+                 class_names=(LEVEL0, LEVEL1, CLASS_NAMES)).validated()

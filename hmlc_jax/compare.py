@@ -34,6 +34,8 @@ from hmlc_jax.sweeps import (REPO, SUITES, apply_overrides, cell, fail, load_con
 DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
 PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")
 SCALARS = ("embedding_variance", "hierarchical_consistency", "feature_groups")
+# The finest level's linear probe: how far up the tree its mistakes reach.
+MISTAKES = (("mistake_severity", "severity"), ("hdist_at_1", "hdist@1"), ("hdist_at_5", "hdist@5"))
 SWAPPED = "class_first"
 TSNE_INPUTS = "tsne.json"        # what OUT/tsne.png was drawn from (`tsne_inputs`)
 
@@ -129,6 +131,9 @@ def aggregate(args, results: Dict[str, Dict]) -> Dict:
     runs = [results[run_name(m, s)] for s in range(args.seeds)]
     table[m] = {key: dict(mean_std([r[key] for r in runs]), values=[r[key] for r in runs])
                 for key in PER_LEVEL + SCALARS}
+    for key, _ in MISTAKES:       # None for runs scored before these metrics existed
+      values = [r.get(key, {}).get("linear_probe") for r in runs]
+      table[m][key] = dict(mean_std(values), values=values)
   return table
 
 
@@ -196,7 +201,7 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
   for key, short in (("linear_probe_accuracy", "probe"), ("knn_accuracy", "kNN"),
                      ("silhouette", "silhouette")):
     header += [f"{short} {name}" for name in level_names]
-  header += ["variance", "consistency", "feature groups"]
+  header += ["variance", "consistency", "feature groups"] + [short for _, short in MISTAKES]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for m, stats in table.items():
     row = [m]
@@ -205,11 +210,16 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
     row += [cell(stats["embedding_variance"], 0, False),
             cell(stats["hierarchical_consistency"], 0, True),
             cell(stats["feature_groups"], 0, False, digits=1)]
+    row += [cell(stats[key], 0, False, digits=2) for key, _ in MISTAKES]
     lines.append("| " + " | ".join(row) + " |")
   lines += ["", "Probe and kNN accuracy and consistency in %; silhouette (cosine) and "
             "variance of the normalised embeddings as numbers; feature groups: components "
             f"a Dirichlet-process mixture finds in the test embeddings (`main.py "
-            f"--mode=levels`), beside the label tree's {len(level_names)} levels."]
+            f"--mode=levels`), beside the label tree's {len(level_names)} levels; "
+            "severity: the mean height, over the finest-level probe's mistakes, of the "
+            "lowest common ancestor of the predicted and the true class (1: siblings); "
+            "hdist@k: that height averaged over the probe's k best classes (0 for the "
+            "true one)."]
   if order_table:
     lines += ["", "## Level order (linear probe, % , mean over seeds)", "",
               "| method | order | category digit | class digit | path |", "|---|---|---|---|---|"]

@@ -88,6 +88,9 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...
   return tuple((x - mean) / std for x in (train,) + others)
 
 
+TOP_K = 5      # classes ranked per example for the hierarchical distance@k
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
 def fit_softmax_regression(features, labels, weights, eval_features, eval_labels, eval_valid,
                            weight_decays, key, *, num_classes: int, epochs: int,
@@ -103,8 +106,9 @@ def fit_softmax_regression(features, labels, weights, eval_features, eval_labels
     weight_decays: float32 ``[G]`` L2 penalties (``wd / 2 * ||W||^2``).
 
   Returns:
-    (accuracy ``[G, epochs]`` on the valid eval rows after each epoch,
-    predictions ``[G, epochs, M]``).
+    (accuracy ``[G, epochs]`` on the valid eval rows after each epoch, the
+    ``min(TOP_K, num_classes)`` best classes ``[G, epochs, M, k]``, best
+    first: the prediction is ``[..., 0]``).
   """
   n, r = features.shape
   steps = n // batch_size
@@ -129,9 +133,10 @@ def fit_softmax_regression(features, labels, weights, eval_features, eval_labels
         return (optax.apply_updates(params, updates), opt), None
 
       (params, opt), _ = jax.lax.scan(step, (params, opt), order)
-      pred = jnp.argmax(eval_features @ params["w"] + params["b"], axis=-1)
-      correct = jnp.sum((pred == eval_labels) & eval_valid) / jnp.sum(eval_valid)
-      return (params, opt), (correct, pred)
+      logits = eval_features @ params["w"] + params["b"]
+      top = jax.lax.top_k(logits, min(TOP_K, num_classes))[1]      # ties: lower index first
+      correct = jnp.sum((top[:, 0] == eval_labels) & eval_valid) / jnp.sum(eval_valid)
+      return (params, opt), (correct, top)
 
     _, out = jax.lax.scan(epoch, (params, tx.init(params)), jax.random.split(key, epochs))
     return out
@@ -157,8 +162,9 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
     train_y, test_y: int labels of one level.
 
   Returns:
-    ``accuracy`` (test), ``predictions`` [M], ``weight_decay``, ``epochs``,
-    ``val_accuracy`` (of the chosen setting).
+    ``accuracy`` (test), ``predictions`` [M], ``top`` [M, k] (the best
+    classes, best first), ``weight_decay``, ``epochs``, ``val_accuracy`` (of
+    the chosen setting).
   """
   rng = np.random.default_rng(seed)
   n_val = max(1, int(round(config.probe_val_fraction * len(train_x))))
@@ -179,7 +185,8 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
   g, e = np.unravel_index(np.argmax(val_acc), val_acc.shape)   # first best: fewest epochs
   test_acc, preds = run(np.ones(len(train_x), np.float32), _padded(test_x, rows),
                         _padded(test_y, rows), valid(len(test_x)))
-  return {"accuracy": float(test_acc[g, e]), "predictions": np.asarray(preds[g, e, :len(test_x)]),
+  top = np.asarray(preds[g, e, :len(test_x)])
+  return {"accuracy": float(test_acc[g, e]), "predictions": top[:, 0], "top": top,
           "weight_decay": float(config.probe_weight_decays[g]), "epochs": int(e) + 1,
           "val_accuracy": float(val_acc[g, e])}
 
@@ -199,9 +206,11 @@ def knn_neighbours(train_feats, query_feats, *, k: int):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def knn_vote(sims, neighbour_labels, *, num_classes: int, temperature: float):
-  """Weighted vote ``exp(sim / T)`` of the neighbours: int32 predictions ``[M]``."""
+  """Weighted vote ``exp(sim / T)`` of the neighbours: the
+  ``min(TOP_K, num_classes)`` classes with the most votes ``[M, k]``, best first
+  (ties to the lower index); the prediction is ``[:, 0]``."""
   votes = jax.nn.one_hot(neighbour_labels, num_classes) * jnp.exp(sims / temperature)[..., None]
-  return jnp.argmax(votes.sum(axis=1), axis=-1)
+  return jax.lax.top_k(votes.sum(axis=1), min(TOP_K, num_classes))[1]
 
 
 def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
@@ -214,27 +223,29 @@ def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
     num_classes: ``H`` class counts.
 
   Returns:
-    ``H`` accuracies (floats).
+    ``H`` accuracies (floats), and the finest level's best classes ``[M, k]``.
   """
   train_u = jnp.asarray(unit_rows(train_x), jnp.float32)
   test_u = unit_rows(test_x).astype(np.float32)
   k = min(config.knn_k, len(train_x))
   correct = np.zeros(len(num_classes))
+  finest = []
   for s in range(0, len(test_u), 1024):
     sims, idx = knn_neighbours(train_u, test_u[s:s + 1024], k=k)
     idx = np.asarray(idx)
     for h, classes in enumerate(num_classes):
-      pred = knn_vote(sims, train_y[idx, h], num_classes=classes,
-                      temperature=config.knn_temperature)
-      correct[h] += np.sum(np.asarray(pred) == test_y[s:s + 1024, h])
-  return [float(c / len(test_u)) for c in correct]
+      top = np.asarray(knn_vote(sims, train_y[idx, h], num_classes=classes,
+                                temperature=config.knn_temperature))
+      correct[h] += np.sum(top[:, 0] == test_y[s:s + 1024, h])
+    finest.append(top)
+  return [float(c / len(test_u)) for c in correct], np.concatenate(finest)
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, num_classes: int,
                  config: ml_collections.ConfigDict) -> float:
   """`knn_accuracies` of one level (labels ``[N]``, ``[M]``)."""
   return knn_accuracies(train_x, train_y[:, None], test_x, test_y[:, None], [num_classes],
-                        config)[0]
+                        config)[0][0]
 
 
 def parent_maps(labels: np.ndarray) -> Sequence[np.ndarray]:
@@ -259,6 +270,75 @@ def hierarchical_consistency(predictions: Sequence[np.ndarray], train_y: np.ndar
   return float(consistent.mean())
 
 
+def lca_height(paths_a: np.ndarray, paths_b: np.ndarray) -> np.ndarray:
+  """Height of the lowest common ancestor of label paths, counted from the leaves.
+
+  Args:
+    paths_a, paths_b: int ``[..., H]`` label paths, coarsest first (broadcast).
+
+  Returns:
+    int ``[...]``: ``H`` minus the length of the longest common prefix; 0 for
+    the same leaf, 1 for siblings under one parent, ``H`` when only the root
+    is shared.
+  """
+  same = np.cumprod(np.asarray(paths_a) == np.asarray(paths_b), axis=-1)
+  return np.shape(paths_a)[-1] - same.sum(axis=-1)
+
+
+def mistake_severity(labels: np.ndarray, predicted: np.ndarray) -> float:
+  """Mean LCA height of the mistakes (Bertinetto et al., "Making Better Mistakes", 2020).
+
+  Args:
+    labels, predicted: int ``[N, H]`` true and predicted label paths, coarsest
+      first (a prediction of the finest class is its class's path).
+
+  Returns:
+    the mean, over rows whose finest label is wrong, of `lca_height`; 0.0 when
+    there is no mistake.
+  """
+  labels, predicted = np.asarray(labels), np.asarray(predicted)
+  wrong = labels[:, -1] != predicted[:, -1]
+  return float(lca_height(labels[wrong], predicted[wrong]).mean()) if wrong.any() else 0.0
+
+
+def hierarchical_distance_at_k(labels: np.ndarray, scores: np.ndarray,
+                               class_paths: np.ndarray, k: int) -> float:
+  """Mean LCA height between the truth and each of the ``k`` best-scored classes.
+
+  Bertinetto et al.'s hierarchical distance@k: for every row, the ``k``
+  classes with the highest scores (ties to the lower index), each one's
+  `lca_height` with the true path (0 for the true class), averaged over the
+  ``k`` classes and the rows.
+
+  Args:
+    labels: int ``[N, H]`` true label paths.
+    scores: float ``[N, C]`` scores of the finest classes.
+    class_paths: int ``[C, H]`` the label path of each finest class.
+    k: how many classes per row (at most ``C``).
+
+  Returns:
+    a float in ``[0, H]``.
+  """
+  top = np.argsort(-np.asarray(scores), axis=-1, kind="stable")[:, :k]
+  return hierarchical_distance_of_top(labels, top, class_paths)
+
+
+def hierarchical_distance_of_top(labels: np.ndarray, top: np.ndarray,
+                                 class_paths: np.ndarray) -> float:
+  """`hierarchical_distance_at_k` from the top classes ``[N, k]`` themselves."""
+  return float(lca_height(np.asarray(labels)[:, None, :],
+                          np.asarray(class_paths)[np.asarray(top)]).mean())
+
+
+def class_paths_of(*label_sets: np.ndarray) -> np.ndarray:
+  """int ``[C, H]``: the path of every finest class seen in the label sets
+  (``C`` = the largest finest id + 1; a class never seen gets -1s)."""
+  labels = np.concatenate(label_sets)
+  paths = np.full((labels[:, -1].max() + 1, labels.shape[1]), -1, labels.dtype)
+  paths[labels[:, -1]] = labels
+  return paths
+
+
 def embedding_variance(embeddings: np.ndarray) -> float:
   """Trace of the covariance of L2-normalised embeddings ``[N, D]`` (in [0, 1])."""
   return float(np.sum(np.var(unit_rows(embeddings), axis=0)))
@@ -272,8 +352,8 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
   train_r, test_r = standardize(train["representation"], test["representation"])
   probes = [linear_probe(train_r, data.train_y[:, h], test_r, data.test_y[:, h], classes,
                          config, seed + h) for h, classes in enumerate(data.num_classes)]
-  knn = knn_accuracies(train["representation"], data.train_y, test["representation"],
-                       data.test_y, data.num_classes, config)
+  knn, knn_top = knn_accuracies(train["representation"], data.train_y, test["representation"],
+                                data.test_y, data.num_classes, config)
   extra = {name: linear_probe(train_r, train_y, test_r, test_y, classes, config,
                               seed + data.num_levels + i)["accuracy"]
            for i, (name, (train_y, test_y, classes)) in enumerate(data.extra_labels.items())}
@@ -289,4 +369,17 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
       "hierarchical_consistency": hierarchical_consistency(
           [p["predictions"] for p in probes], data.train_y),
       "embedding_variance": embedding_variance(test["embedding"]),
+      **hierarchical_mistakes(data, {"linear_probe": probes[-1]["top"], "knn": knn_top}),
   }
+
+
+def hierarchical_mistakes(data: Dataset, tops: Dict[str, np.ndarray]) -> Dict:
+  """``mistake_severity``, ``hdist_at_1`` and ``hdist_at_5`` of the finest level's
+  classifiers (name -> best classes ``[M, k]``), each a dict by classifier."""
+  paths = class_paths_of(data.train_y, data.test_y)
+  out = {"mistake_severity": {}, "hdist_at_1": {}, "hdist_at_5": {}}
+  for name, top in tops.items():
+    out["mistake_severity"][name] = mistake_severity(data.test_y, paths[top[:, 0]])
+    out["hdist_at_1"][name] = hierarchical_distance_of_top(data.test_y, top[:, :1], paths)
+    out["hdist_at_5"][name] = hierarchical_distance_of_top(data.test_y, top[:, :5], paths)
+  return out

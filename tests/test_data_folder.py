@@ -142,3 +142,28 @@ def test_bad_taxonomy_folder_and_csv_row_are_named(tmp_path):
   (tmp_path / "train.csv").write_text("file,a,b\nmissing.png,A,a1\n")
   with pytest.raises(UserInputError, match="train.csv line 2: no such file .*missing.png"):
     load_dataset(folder_config(tmp_path, layout="csv"))
+
+
+def write_inaturalist_like(root, per_species=2):
+  """A synthetic tree in iNaturalist 2021's official layout: 7 levels, 8 species."""
+  for split in ("train_mini", "val"):
+    for s in range(8):
+      path = ["Animalia" if s < 4 else "Plantae", f"P{s // 4}", f"C{s // 2}", f"O{s // 2}",
+              f"F{s // 2}", f"G{s}", f"species_{s}"]
+      for i in range(per_species):
+        write_image(os.path.join(root, split, f"{s:05d}_" + "_".join(path), f"{i}.jpg"),
+                    30 * s + i)
+  return str(root)
+
+
+def test_inat2021_smoke_config_builds_its_model_on_the_official_layout(tmp_path):
+  """configs/inat2021_ghmlc.py:smoke on a synthetic 7-level tree: the loader, the
+  ResNet-50 on its images and G-HMLC's 7 levels (shapes only; the image
+  family's whole runs are hdigits' and hfashion's)."""
+  from tests.smoke import build_on_data, smoke_config
+  config = smoke_config("inat2021_ghmlc", **{"dataset.path": write_inaturalist_like(tmp_path)})
+  assert config.model.backbone == "resnet50" and config.dataset.layout == "taxonomy_names"
+  data = load_dataset(config.dataset)
+  assert data.num_levels == 7 and data.num_classes == (2, 2, 4, 4, 4, 8, 8)
+  sample, out = build_on_data(config)
+  assert sample.shape == (2, 32, 32, 3) and out["embedding"].shape == (2, 16)

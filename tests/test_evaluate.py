@@ -76,7 +76,8 @@ def test_knn_accuracies_vote_every_level_with_the_same_neighbours():
   train_y = np.stack([fine // 3, fine % 3], axis=1)
   query_y = np.stack([query_fine // 3, query_fine % 3], axis=1)
   cfg = probe_config(knn_k=7, knn_temperature=0.1)
-  got = evaluate.knn_accuracies(train, train_y, query, query_y, [2, 3], cfg)
+  got, top = evaluate.knn_accuracies(train, train_y, query, query_y, [2, 3], cfg)
+  assert top.shape == (70, 3)                               # the finest level's ranking
   for h, classes in enumerate([2, 3]):
     expected = np.mean(knn_oracle(train, train_y[:, h], query, classes, 7, 0.1) == query_y[:, h])
     assert got[h] == expected
@@ -118,3 +119,65 @@ def test_held_out_rows_do_not_train_the_probe():
       x, labels, weights, x, y, np.ones(128, bool), jnp.array([0.0]), jax.random.key(0),
       num_classes=4, epochs=10, batch_size=16, learning_rate=0.05)
   assert float(acc[0, -1]) == 1.0
+
+
+# ----------------------------------------------------------------------------
+# Hierarchical metrics against plain-Python definitions on random trees
+
+
+def oracle_height(a, b):
+  """Height of the lowest common ancestor: levels below the longest shared prefix."""
+  for h, (x, y) in enumerate(zip(a, b)):
+    if x != y:
+      return len(a) - h
+  return 0
+
+
+def oracle_severity(labels, predicted):
+  heights = [oracle_height(t, p) for t, p in zip(labels.tolist(), predicted.tolist())
+             if t[-1] != p[-1]]
+  return sum(heights) / len(heights) if heights else 0.0
+
+
+def oracle_hdist(labels, scores, class_paths, k):
+  total = 0.0
+  for truth, row in zip(labels.tolist(), scores.tolist()):
+    best = sorted(range(len(row)), key=lambda c: (-row[c], c))[:k]
+    total += sum(oracle_height(truth, class_paths[c].tolist()) for c in best) / k
+  return total / len(labels)
+
+
+def random_tree_case(seed, levels, branching):
+  from tests.helpers import tree_labels
+  rng = np.random.default_rng(seed)
+  labels = tree_labels(rng, 200, levels, branching)
+  leaves = branching ** levels
+  class_paths = np.stack([[leaf // branching ** (levels - 1 - h) for h in range(levels)]
+                          for leaf in range(leaves)]).astype(np.int32)
+  scores = np.round(rng.normal(size=(200, leaves)), 1)   # rounded: ties happen
+  noisy = np.where(rng.uniform(size=200) < 0.6, labels[:, -1], rng.integers(0, leaves, 200))
+  return labels, class_paths[noisy], scores, class_paths
+
+
+def test_hierarchical_metrics_match_the_definitions_on_random_trees():
+  for seed, levels, branching in ((0, 2, 3), (1, 3, 2), (2, 4, 3), (3, 7, 2)):
+    labels, predicted, scores, class_paths = random_tree_case(seed, levels, branching)
+    assert evaluate.mistake_severity(labels, predicted) == oracle_severity(labels, predicted)
+    for k in (1, 5):
+      np.testing.assert_allclose(
+          evaluate.hierarchical_distance_at_k(labels, scores, class_paths, k),
+          oracle_hdist(labels, scores, class_paths, k), rtol=1e-12)
+    np.testing.assert_array_equal(evaluate.class_paths_of(labels, class_paths), class_paths)
+
+
+def test_hierarchical_metrics_at_their_ends():
+  labels = np.array([[0, 0, 0], [1, 3, 7]])
+  assert evaluate.mistake_severity(labels, labels) == 0.0            # no mistake
+  siblings = np.array([[0, 0, 1], [1, 3, 6]])
+  assert evaluate.mistake_severity(labels, siblings) == 1.0
+  strangers = np.array([[1, 3, 7], [0, 0, 0]])
+  assert evaluate.mistake_severity(labels, strangers) == 3.0         # only the root shared
+  paths = np.array([[0, 0, 0], [0, 0, 1], [1, 3, 6], [1, 3, 7]])
+  scores = np.array([[9.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 9.0]])
+  assert evaluate.hierarchical_distance_at_k(labels[:, :], scores, paths, 1) == 0.0
+  assert evaluate.hierarchical_distance_at_k(labels, scores, paths, 2) == 0.5

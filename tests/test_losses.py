@@ -358,3 +358,23 @@ def test_the_precision_check_sees_a_default_precision_dot():
   jaxpr = jax.make_jaxpr(jax.grad(lambda a: jnp.sum(jnp.einsum("nd,md->nm", a, a))))(
       jnp.ones((3, 2))).jaxpr
   assert not all(_is_highest(eqn.params["precision"]) for eqn in _dots(jaxpr))
+
+
+def test_a_seven_level_tree_runs_through_every_loss():
+  """iNaturalist's depth (kingdom -> species): every loss and its gradient are
+  finite, and G-HMLC gives each of the 7 levels its own group of dimensions."""
+  rng = np.random.default_rng(7)
+  y = jnp.asarray(tree_labels(rng, 64, 7))
+  z = jnp.asarray(rng.standard_normal((64, 2, 128)), jnp.float32)
+  masks = jnp.asarray(rng.uniform(size=(64, 2, 7, 128)), jnp.float32)
+  unit = lambda a: losses.l2_normalize(a)[0]
+  cases = {"supcon": lambda a: losses.supcon_loss(unit(a), y[:, -1]),
+           "hmce": lambda a: losses.hmlc_loss(unit(a), y, kind="hmce"),
+           "ghmlc": lambda a: losses.ghmlc_loss(a, y),
+           "ahmlc": lambda a: losses.ahmlc_loss(a, masks, y)}
+  for name, fn in cases.items():
+    value, grad = jax.jit(jax.value_and_grad(fn))(z)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(grad)), name
+  _, aux = jax.jit(lambda a: losses.ghmlc_loss(a, y, return_aux=True))(z)
+  dims = np.asarray(aux["level_dims"])
+  assert dims.shape == (7,) and dims.sum() == 128 and dims.min() >= 128 // 7 - 1, dims

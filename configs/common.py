@@ -57,7 +57,11 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       layout="tree",                # folder: tree | taxonomy_names | csv
       train_split="train", test_split="test",   # folder: split folder (or CSV) names
       image_size=32, channels=3,    # folder: images resized to this square, 1 or 3 channels
-      taxonomy_levels=7))           # folder, layout=taxonomy_names: names after the id
+      taxonomy_levels=7,            # folder, layout=taxonomy_names: names after the id
+      imbalance_ratio=1.0,          # > 1: train split long-tailed over imbalance_level's classes
+      imbalance_level=0,
+      stream=False,                 # batches from a grain pipeline (folder: decoded on the fly)
+      stream_threads=2, prefetch=2))  # stream: decoding threads, batches read ahead
   c.augment = image_augment()
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,

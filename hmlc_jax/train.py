@@ -26,11 +26,11 @@ from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from hmlc_jax import checkpoints, evaluate, methods, progress, throughput, workdir as files
 from hmlc_jax.data import Dataset, augment, load_dataset
+from hmlc_jax.data.pipeline import batch_indices, device_batch, train_batches  # noqa: F401
 from hmlc_jax.distributed import is_lead, sync
 from hmlc_jax.errors import NonFiniteError
 from hmlc_jax.preemption import StopSignals
@@ -44,47 +44,6 @@ THROUGHPUT_VIEWS = 16      # model inputs whose FLOPs are counted (per view) for
 # when many pmapped steps with collectives are queued; 2 keeps the next
 # batch's host work beside the running step (tests/in_flight_check.py).
 MAX_STEPS_IN_FLIGHT = 2
-
-
-# ----------------------------------------------------------------------------
-# Data order
-
-
-def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> np.ndarray:
-  """Training-set indices of global batch ``step`` (a pure function of its arguments).
-
-  The data are read as a stream of epochs, each a fresh permutation seeded by
-  ``(seed, epoch)``; batch ``step`` is stream positions
-  ``[step * batch_size, (step + 1) * batch_size)``.
-  """
-  positions = step * batch_size + np.arange(batch_size)
-  epochs, within = np.divmod(positions, num_examples)
-  out = np.empty(batch_size, np.int64)
-  for epoch in np.unique(epochs):
-    order = np.random.default_rng([seed, int(epoch)]).permutation(num_examples)
-    sel = epochs == epoch
-    out[sel] = order[within[sel]]
-  return out
-
-
-def device_batch(data: Dataset, config: ml_collections.ConfigDict, step: int) -> Dict:
-  """This process's share of global batch ``step``, with a leading local-device axis.
-
-  Process ``p`` of ``P`` takes global batch positions ``[p * B / P, (p + 1) * B / P)``.
-
-  Returns:
-    ``x`` ``[devices, b, ...]`` raw inputs, ``y`` int32 ``[devices, b, H]``,
-    ``position`` int32 ``[devices, b]`` (place in the global batch) and ``seed``
-    int32 ``[devices]`` (``config.seed``, passed as data: runs that differ only
-    in their seed compile the same program, which a compilation cache serves).
-  """
-  share = config.batch_size // jax.process_count()
-  position = jax.process_index() * share + np.arange(share, dtype=np.int32)
-  idx = batch_indices(config.seed, step, len(data.train_x), config.batch_size)[position]
-  devices = jax.local_device_count()
-  split = lambda a: a.reshape((devices, -1) + a.shape[1:])
-  return {"x": split(data.train_x[idx]), "y": split(data.train_y[idx]),
-          "position": split(position), "seed": np.full(devices, config.seed, np.int32)}
 
 
 class StepsInFlight:
@@ -205,9 +164,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
   replicated, stopped_by, done = replicate(state), None, start
   metrics, timed_from, t0, logged = None, None, time.perf_counter(), {}
   matmul, in_flight = None, StepsInFlight()
+  batches = train_batches(data, config, start, num_steps)
   try:
     for step in range(start, num_steps):
-      replicated, metrics = p_step(replicated, device_batch(data, config, step))
+      replicated, metrics = p_step(replicated, next(batches))
       in_flight.add(metrics)
       done = step + 1
       if done == start + 1:               # the first step includes compilation

@@ -60,13 +60,20 @@ def write_json(file: str, payload: Dict[str, Any]) -> None:
   os.replace(tmp, file)
 
 
+def class_counts(labels: np.ndarray, num_classes) -> list:
+  """Examples per class, per level: ``[[n_0, n_1, ...], ...]`` coarsest first."""
+  return [np.bincount(labels[:, h], minlength=n).tolist() for h, n in enumerate(num_classes)]
+
+
 def data_spec(data) -> Dict[str, Any]:
   """What `load_encoder` needs to know of a `Dataset` without loading it."""
   return {"name": data.name, "kind": data.kind, "num_levels": data.num_levels,
           "num_train": len(data.train_x), "input_shape": list(data.train_x.shape[1:]),
           "input_dtype": str(data.train_x.dtype), "num_classes": list(data.num_classes),
           "level_names": list(data.level_names),
-          "class_names": [list(names) for names in data.class_names]}
+          "class_names": [list(names) for names in data.class_names],
+          "train_class_counts": class_counts(data.train_y, data.num_classes),
+          "test_class_counts": class_counts(data.test_y, data.num_classes)}
 
 
 def summary(results: Dict[str, Any], workdir: str) -> str:
@@ -94,7 +101,8 @@ def summary(results: Dict[str, Any], workdir: str) -> str:
 RESUMABLE_FIELDS = ("num_train_steps", "num_epochs", "checkpoint_every_steps",
                     "keep_checkpoints", "log_every_steps", "log_to_console", "progress_bar",
                     "tensorboard", "throughput", "nan_policy", "max_skips", "eval",
-                    "dataset.data_dir", "dataset.download", "dataset.eval_split")
+                    "dataset.data_dir", "dataset.download", "dataset.eval_split",
+                    "dataset.stream", "dataset.stream_threads", "dataset.prefetch")
 # What evaluating a workdir must share with its training: the method, the model
 # and the data (less the RESUMABLE_FIELDS among them).
 EVALUATE_FIELDS = ("method", "model", "dataset")
@@ -145,7 +153,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
            else "pass the config it was trained with")
     raise UserInputError(
         f"cannot {action} {workdir}: it was trained with "
-        f"{name}={_short(saved.get(name, _MISSING))}, this config has "
+        f"{name}={_short(saved.get(name, _MISSING), 'not in its config.json')}, this config has "
         f"{_short(new.get(name, _MISSING))}{more}; {fix}")
 
 
@@ -163,9 +171,9 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
   return out
 
 
-def _short(value) -> str:
+def _short(value, missing: str = "no such field") -> str:
   if value is _MISSING:
-    return "(no such field)"
+    return f"({missing})"
   text = json.dumps(value, sort_keys=True)
   return text if len(text) <= 60 else text[:57] + "..."
 

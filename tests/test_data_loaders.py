@@ -303,3 +303,44 @@ def test_bad_eval_split_fields(field, value):
   with pytest.raises(UserInputError, match=f"dataset.{field}") as e:
     load_dataset(dataset_config(**fields))
   assert_one_line_error(e)
+
+
+def test_tfds_loaders_read_plain_mock_data():
+  """The standard pipeline-testing idiom, with no data and no data_dir: the
+  loaders read what tensorflow-datasets' mock serves instead of refusing the
+  unprepared data set. hmnist builds its tree from the digits; CIFAR-100's
+  mock draws coarse and fine labels independently, which is no tree, and the
+  loader says so in one line (its other tests give the mock a tree)."""
+  import tensorflow_datasets as tfds
+  from hmlc_jax.data import load_dataset
+  from tests.smoke import smoke_config
+  with tfds.testing.mock_data(num_examples=64):
+    data = load_dataset(smoke_config("hmnist_ghmlc").dataset)
+    assert data.num_levels == 2 and len(data.train_x) > 0 and len(data.test_x) > 0
+    with pytest.raises(UserInputError, match="labels are not a tree"):
+      load_dataset(smoke_config("cifar100_ghmlc").dataset)
+
+
+def test_a_long_tail_at_a_level_subsamples_train_only():
+  """dataset.imbalance_ratio: the classes of imbalance_level keep an exponential
+  share of their training examples (largest / smallest = the ratio); the test
+  split stays balanced; data_spec.json records the counts."""
+  from hmlc_jax.data import Dataset, long_tailed
+  from hmlc_jax.workdir import data_spec
+  fine = np.repeat(np.arange(6), 100)
+  y = np.stack([fine // 2, fine], axis=1).astype(np.int32)          # 3 groups of 2 classes
+  data = Dataset(name="t", kind="image", train_x=np.zeros((600, 2, 2, 1), np.uint8), train_y=y,
+                 test_x=np.zeros((600, 2, 2, 1), np.uint8), test_y=y, num_classes=(3, 6),
+                 level_names=("coarse", "fine"))
+  tail = long_tailed(data, 10.0, 0, seed=0)
+  counts = np.bincount(tail.train_y[:, 0], minlength=3)
+  np.testing.assert_array_equal(counts, [200, round(200 / 10 ** 0.5), 20])
+  assert len(tail.train_x) == counts.sum()
+  np.testing.assert_array_equal(tail.test_y, y)
+  spec = data_spec(tail)
+  assert spec["train_class_counts"][0] == counts.tolist()
+  assert spec["test_class_counts"][0] == [200, 200, 200]
+  again = long_tailed(data, 10.0, 0, seed=0)
+  np.testing.assert_array_equal(again.train_y, tail.train_y)
+  with pytest.raises(UserInputError, match="imbalance_level"):
+    long_tailed(data, 10.0, 2, seed=0)

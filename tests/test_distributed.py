@@ -54,6 +54,7 @@ def test_only_process_zero_downloads_a_data_set(processes, monkeypatch, tmp_path
   monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Builder())
   monkeypatch.setattr(tfds_io, "_is_prepared", lambda *args: False)
   monkeypatch.setattr(tfds_io, "can_reach_downloads", lambda: True)
+  monkeypatch.setattr(tfds_io, "_read_without_download", lambda *args: None)
   monkeypatch.setattr(tfds, "load", lambda name, **kw: calls.append(("load", kw["download"])) or [])
   for index, expected in ((1, [("load", False)]), (0, ["prepare", ("load", False)])):
     calls.clear()

@@ -181,3 +181,12 @@ def test_hierarchical_metrics_at_their_ends():
   scores = np.array([[9.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 9.0]])
   assert evaluate.hierarchical_distance_at_k(labels[:, :], scores, paths, 1) == 0.0
   assert evaluate.hierarchical_distance_at_k(labels, scores, paths, 2) == 0.5
+
+
+def test_balanced_accuracy_against_scikit_learn():
+  from sklearn.metrics import balanced_accuracy_score
+  rng = np.random.default_rng(3)
+  labels = rng.choice(5, size=300, p=[0.6, 0.2, 0.1, 0.07, 0.03])
+  predictions = np.where(rng.uniform(size=300) < 0.7, labels, rng.integers(0, 5, 300))
+  np.testing.assert_allclose(evaluate.balanced_accuracy(labels, predictions),
+                             balanced_accuracy_score(labels, predictions), rtol=1e-12)

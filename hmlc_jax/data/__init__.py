@@ -1,9 +1,10 @@
-"""Data sets as in-memory arrays with hierarchical labels.
+"""Data sets with hierarchical labels.
 
-Every loader returns a `Dataset`: NumPy arrays for train and test, labels
-int32 ``[N, H]`` with column 0 the coarsest level, validated as a tree. The
-training loop gathers batches by index on the host and augments them on the
-device (`hmlc_jax.data.augment`), so a data set only has to fit in host memory.
+Every loader returns a `Dataset`: inputs for train and test (NumPy arrays, or
+image files read on access with ``dataset.stream``, `pipeline.LazyImages`),
+labels int32 ``[N, H]`` with column 0 the coarsest level, validated as a
+tree. The training loop takes batches from `pipeline.train_batches` and
+augments them on the device (`hmlc_jax.data.augment`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax import hierarchy
+from hmlc_jax.data.pipeline import take
 from hmlc_jax.errors import UserInputError
 
 DATASETS = ("hdigits", "hfashion", "hmnist", "cifar100", "modelnet40", "shapes3d", "folder")
@@ -108,9 +110,39 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
   else:
     module = importlib.import_module(f"hmlc_jax.data.{config.name}")  # only what is used
     dataset = module.load(config)
+  ratio = config.get("imbalance_ratio", 1.0)
+  if ratio != 1.0:
+    dataset = long_tailed(dataset, ratio, config.get("imbalance_level", 0), config.seed)
   if split == "validation" and not getattr(module, "BUILDS_VALIDATION", False):
     dataset = hold_out_validation(dataset, fraction, config.seed)
   return dataset
+
+
+def long_tailed(dataset: Dataset, ratio: float, level: int, seed: int) -> Dataset:
+  """``dataset`` with its training split subsampled to a long tail at ``level``.
+
+  The classes of ``level`` (group ``g`` of ``G``, in id order) keep a share
+  ``ratio ** (-g / (G - 1))`` of their training examples, so the largest keeps
+  all and the smallest ``1 / ratio`` (at least one example); which examples
+  stay is seeded by ``seed``. The test split is left as it is.
+  """
+  if not ratio >= 1.0:
+    raise UserInputError(f"dataset.imbalance_ratio must be at least 1, got {ratio!r}")
+  if not 0 <= level < dataset.num_levels:
+    raise UserInputError(f"dataset.imbalance_level must lie in [0, {dataset.num_levels}), "
+                         f"got {level!r}")
+  groups = dataset.num_classes[level]
+  rng = np.random.default_rng([seed, 7919])
+  keep = []
+  for g in range(groups):
+    rows = np.flatnonzero(dataset.train_y[:, level] == g)
+    share = ratio ** (-g / max(groups - 1, 1))
+    keep.append(rng.permutation(rows)[:max(1, int(round(share * len(rows))))] if len(rows)
+                else rows)
+  keep = np.sort(np.concatenate(keep))
+  extra = {k: (y[keep], test, n) for k, (y, test, n) in dataset.extra_labels.items()}
+  return dataclasses.replace(dataset, train_x=take(dataset.train_x, keep),
+                             train_y=dataset.train_y[keep], extra_labels=extra)
 
 
 def _user_loader(name: str):
@@ -133,6 +165,6 @@ def hold_out_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset
   n_val = max(1, int(round(fraction * len(order))))
   train, val = order[n_val:], order[:n_val]
   extra = {k: (y[train], y[val], n) for k, (y, _, n) in dataset.extra_labels.items()}
-  return dataclasses.replace(dataset, train_x=dataset.train_x[train],
-                             train_y=dataset.train_y[train], test_x=dataset.train_x[val],
+  return dataclasses.replace(dataset, train_x=take(dataset.train_x, train),
+                             train_y=dataset.train_y[train], test_x=take(dataset.train_x, val),
                              test_y=dataset.train_y[val], extra_labels=extra)

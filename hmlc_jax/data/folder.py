@@ -24,8 +24,9 @@ leaf, seeded by ``dataset.seed``). Hidden files and files that are not images
 ``dataset.image_size`` square and converted to ``dataset.channels`` (1: grey,
 3: RGB), uint8. Classes are numbered per level in the sorted order of their
 names, kept as path prefixes (``clothes``, ``clothes/tops``, ...) in the
-`Dataset`'s ``class_names`` and ``data_spec.json``; the data set is held in
-host memory.
+`Dataset`'s ``class_names`` and ``data_spec.json``. The images are decoded
+into host memory at load, or, with ``dataset.stream``, when a batch needs them
+(`pipeline.LazyImages`: only file names and labels are held).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax.data import Dataset
+from hmlc_jax.data.pipeline import LazyImages
 from hmlc_jax.errors import UserInputError
 
 LAYOUTS = ("tree", "taxonomy_names", "csv")
@@ -72,14 +74,18 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   depth = {len(p) for p in train_paths + test_paths}
   if len(depth) != 1:
     raise UserInputError(f"the splits of {root} have label paths of {sorted(depth)} levels")
-  _check_memory(len(train_files) + len(test_files), size, channels, root)
+  stream = config.get("stream", False)
+  if not stream:
+    _check_memory(len(train_files) + len(test_files), size, channels, root)
+  images = ((lambda files: LazyImages(files, size, channels, _decode)) if stream
+            else (lambda files: _decode(files, size, channels)))
   names = _class_names(train_paths + test_paths)
   encode = lambda paths: np.asarray([[names[h].index(part) for h, part in enumerate(p)]
                                      for p in paths], np.int32)
   level_names = tuple(f"level {h}" for h in range(len(names)))
   return Dataset(name="folder", kind="image",
-                 train_x=_decode(train_files, size, channels), train_y=encode(train_paths),
-                 test_x=_decode(test_files, size, channels), test_y=encode(test_paths),
+                 train_x=images(train_files), train_y=encode(train_paths),
+                 test_x=images(test_files), test_y=encode(test_paths),
                  num_classes=tuple(len(n) for n in names), level_names=level_names,
                  class_names=tuple(tuple(n) for n in names)).validated()
 

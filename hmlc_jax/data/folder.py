@@ -229,7 +229,9 @@ def _decode(files: Sequence[str], size: int, channels: int) -> np.ndarray:
   for i, file in enumerate(files):
     try:
       with Image.open(file) as image:
-        pixels = image.convert(mode).resize((size, size), Image.BILINEAR)
+        pixels = image if image.mode == mode else image.convert(mode)
+        if pixels.size != (size, size):            # already square at size: no resampling
+          pixels = pixels.resize((size, size), Image.BILINEAR)
         out[i] = np.asarray(pixels, np.uint8).reshape(size, size, channels)
     except (OSError, UnidentifiedImageError, ValueError) as e:
       raise UserInputError(f"cannot read image {file}: {type(e).__name__}: "

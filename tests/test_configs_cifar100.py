@@ -20,17 +20,16 @@ def test_cifar100_smoke(mock_dir, tmp_path):
 
 
 def test_bfloat16_resnet_learns_a_fixed_batch(mock_dir):
-  """The flagship dtype trains: the CIFAR ResNet-18 config (its :smoke width)
-  in bfloat16, ten pmapped G-HMLC steps on one mock batch: every loss finite,
-  the loss falls, parameters stay float32 while the backbone computes in
-  bfloat16."""
+  """The flagship dtype trains: the CIFAR ResNet-18 config's :smoke variant in
+  bfloat16 (the step test_cifar100_smoke compiles), ten pmapped A-HMLC steps on
+  one mock batch: every loss finite, the loss falls, parameters stay float32
+  while the backbone computes in bfloat16."""
   import jax
   import numpy as np
   from hmlc_jax import train, train_state
   from hmlc_jax.data import augment, load_dataset
-  config = smoke_config("cifar100_ghmlc", **{"dataset.data_dir": mock_dir,
-                                             "dataset.download": False, "batch_size": 32,
-                                             "num_train_steps": 10, "learning_rate": 0.1})
+  config = smoke_config("cifar100_ahmlc", **{"dataset.data_dir": mock_dir,
+                                             "dataset.download": False, "num_train_steps": 10})
   assert config.model.backbone == "resnet18" and config.model.dtype == "bfloat16"
   with tfds.testing.mock_data(data_dir=mock_dir, as_dataset_fn=mock_as_dataset):
     data = load_dataset(config.dataset)

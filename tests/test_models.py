@@ -333,7 +333,7 @@ def test_synchronised_batchnorm_matches_single_device(sync_report, backbone):
     assert style["batch_stats"] <= 1e-5, case
 
 
-@pytest.mark.parametrize("backbone", BACKBONES_SYNCED)
+@pytest.mark.parametrize("backbone", ["pointnet", "small_cnn"])
 def test_unsynchronised_batchnorm_differs(sync_report, backbone):
   # Per-device statistics differ: the parity comparison can tell the two apart.
   local = sync_report[backbone]["local"]

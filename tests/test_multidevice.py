@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.multidevice_parity import LEVELS, STYLES, cases
+from tests.multidevice_parity import LEVELS, STYLES, cases_of
 from tests.runs import environment, run_command
 
 
@@ -22,8 +22,7 @@ def test_four_devices_were_used(parity_report):
 
 
 @pytest.mark.parametrize("num_levels", LEVELS)
-@pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("name", sorted(cases()))
+@pytest.mark.parametrize("name, style", [(n, s) for s in STYLES for n in cases_of(s)])
 def test_loss_and_gradient_parity(parity_report, name, style, num_levels):
   case = parity_report[f"{name}/{style}/H={num_levels}"]
   assert case["loss"] <= 1e-5, case

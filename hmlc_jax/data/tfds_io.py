@@ -91,10 +91,15 @@ def _is_prepared(tfds, builder: str, data_dir: Optional[str]) -> bool:
 def _read_without_download(tfds, builder: str, data_dir: Optional[str]):
   """The splits as `read_splits` returns them when they can be read as they are
   (``tfds.testing.mock_data`` serves unprepared data sets this way), else None."""
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)     # no warnings about missing metadata
   try:
     splits = tfds.load(builder, split=["train", "test"], data_dir=data_dir, download=False)
   except AssertionError:          # "could not find data"
     return None
+  finally:
+    absl_logging.set_verbosity(verbosity)
   # Example by example: whole-split batches (batch_size=-1) need split sizes that
   # a mock without metadata does not have.
   out = []

@@ -215,13 +215,13 @@ def knn_neighbours(train_feats, query_feats, *, k: int):
   return jax.lax.top_k(query_feats @ train_feats.T, k)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def knn_vote(sims, neighbour_labels, *, num_classes: int, temperature: float):
+@functools.partial(jax.jit, static_argnames=("num_classes", "top_k"))
+def knn_vote(sims, neighbour_labels, *, num_classes: int, temperature: float, top_k: int = 1):
   """Weighted vote ``exp(sim / T)`` of the neighbours: the
-  ``min(TOP_K, num_classes)`` classes with the most votes ``[M, k]``, best first
+  ``min(top_k, num_classes)`` classes with the most votes ``[M, k]``, best first
   (ties to the lower index); the prediction is ``[:, 0]``."""
   votes = jax.nn.one_hot(neighbour_labels, num_classes) * jnp.exp(sims / temperature)[..., None]
-  return top_classes(votes.sum(axis=1), min(TOP_K, num_classes))
+  return top_classes(votes.sum(axis=1), min(top_k, num_classes))
 
 
 def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
@@ -246,7 +246,8 @@ def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
     idx = np.asarray(idx)
     for h, classes in enumerate(num_classes):
       top = np.asarray(knn_vote(sims, train_y[idx, h], num_classes=classes,
-                                temperature=config.knn_temperature))
+                                temperature=config.knn_temperature,
+                                top_k=TOP_K if h == len(num_classes) - 1 else 1))
       correct[h] += np.sum(top[:, 0] == test_y[s:s + 1024, h])
     finest.append(top)
   return [float(c / len(test_u)) for c in correct], np.concatenate(finest)

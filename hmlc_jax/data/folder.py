@@ -20,7 +20,7 @@ Splits: the folders (or CSV files) named ``dataset.train_split`` and
 ``dataset.test_split`` (default ``train`` / ``test``); without a test split,
 ``dataset.test_fraction`` of the training images is held out (stratified by
 leaf, seeded by ``dataset.seed``). Hidden files and files that are not images
-(by extension) are ignored. Images are decoded with PIL, resized to
+(by extension) are ignored. Images are decoded by `images.decode`, resized to
 ``dataset.image_size`` square and converted to ``dataset.channels`` (1: grey,
 3: RGB), uint8. Classes are numbered per level in the sorted order of their
 names, kept as path prefixes (``clothes``, ``clothes/tops``, ...) in the
@@ -38,12 +38,11 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax.data import Dataset
+from hmlc_jax.data.images import decode, is_image
 from hmlc_jax.data.pipeline import LazyImages
 from hmlc_jax.errors import UserInputError
 
 LAYOUTS = ("tree", "taxonomy_names", "csv")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm")
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:
@@ -77,8 +76,8 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
   stream = config.get("stream", False)
   if not stream:
     _check_memory(len(train_files) + len(test_files), size, channels, root)
-  images = ((lambda files: LazyImages(files, size, channels, _decode)) if stream
-            else (lambda files: _decode(files, size, channels)))
+  images = ((lambda files: LazyImages(files, size, channels, decode)) if stream
+            else (lambda files: decode(files, size, channels)))
   names = _class_names(train_paths + test_paths)
   encode = lambda paths: np.asarray([[names[h].index(part) for h, part in enumerate(p)]
                                      for p in paths], np.int32)
@@ -94,10 +93,6 @@ def load(config: ml_collections.ConfigDict) -> Dataset:
 # Layouts: (image files, label paths) of one split
 
 
-def _is_image(name: str) -> bool:
-  return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
-
-
 def _visible(names: Sequence[str]) -> List[str]:
   return sorted(n for n in names if not n.startswith("."))
 
@@ -108,7 +103,7 @@ def _read_tree(root: str, split: str, config) -> Tuple[List[str], List[Tuple[str
   leaf_depth = None
   for folder, subfolders, names in os.walk(base):
     subfolders[:] = _visible(subfolders)
-    images = [n for n in sorted(names) if _is_image(n)]
+    images = [n for n in sorted(names) if is_image(n)]
     relative = os.path.relpath(folder, base)
     parts = () if relative == "." else tuple(relative.split(os.sep))
     if images:
@@ -143,7 +138,7 @@ def _read_taxonomy(root: str, split: str, config) -> Tuple[List[str], List[Tuple
           f"this one has {len(parts) - 1} names after {parts[0]!r} "
           f"(dataset.taxonomy_levels={levels})")
     path = _prefixes(tuple(parts[1:levels]) + ("_".join(parts[levels:]),))
-    images = [n for n in sorted(os.listdir(full)) if _is_image(n)]
+    images = [n for n in sorted(os.listdir(full)) if is_image(n)]
     if not images:
       raise UserInputError(f"empty class folder {full}: it holds no image")
     files += [os.path.join(full, n) for n in images]
@@ -220,20 +215,3 @@ def _check_memory(count: int, size: int, channels: int, root: str) -> None:
                          f"{need / 2**30:.1f} GiB in memory, more than this host's "
                          f"{have / 2**30:.1f} GiB allows; use a smaller dataset.image_size "
                          f"or a larger host")
-
-
-def _decode(files: Sequence[str], size: int, channels: int) -> np.ndarray:
-  from PIL import Image, UnidentifiedImageError   # pylint: disable=import-outside-toplevel
-  out = np.empty((len(files), size, size, channels), np.uint8)
-  mode = "L" if channels == 1 else "RGB"
-  for i, file in enumerate(files):
-    try:
-      with Image.open(file) as image:
-        pixels = image if image.mode == mode else image.convert(mode)
-        if pixels.size != (size, size):            # already square at size: no resampling
-          pixels = pixels.resize((size, size), Image.BILINEAR)
-        out[i] = np.asarray(pixels, np.uint8).reshape(size, size, channels)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-      raise UserInputError(f"cannot read image {file}: {type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else 'unreadable'}") from None
-  return out

@@ -108,18 +108,18 @@ class Case:
 
   def __init__(self, path: str, config, xla_conv_grad: bool = False):
     import jax
-    from hmlc_jax import train, train_state
-    from hmlc_jax.data import augment
+    from hmlc_jax import step as step_fn, train_state
+    from hmlc_jax.data import augment, pipeline
     from hmlc_jax.throughput import flops_of, model_flops_per_view, xla_conv_grads
     self.path, self.config = path, config
     data = random_dataset(config, NUM_BATCHES * config.batch_size)
-    model = train_state.build_model(config, data, axis_name=train.AXIS)
-    sample = augment.prepare_eval(data.train_x[:1], data.kind)
-    state = train_state.create_train_state(config, model, sample, len(data.train_x))
-    _, schedule = train_state.make_optimizer(config, 10 ** 6, len(data.train_x))
-    self.batches = [train.device_batch(data, config, s) for s in range(NUM_BATCHES)]
-    self.state = train.replicate(state)
-    step = train.pmapped_train_step(model, config, data.kind, schedule)
+    with config.unlocked():
+      config.num_train_steps = 10 ** 6          # a schedule that stays near its peak
+    run = train_state.setup(config, data, axis_name=step_fn.AXIS)
+    model, state, schedule = run.model, run.state, run.schedule
+    self.batches = [pipeline.device_batch(data, config, s) for s in range(NUM_BATCHES)]
+    self.state = step_fn.replicate(state)
+    step = step_fn.pmapped_train_step(model, config, data.kind, schedule)
     start = time.perf_counter()
     with xla_conv_grads(xla_conv_grad):
       self.compiled = step.lower(self.state, self.batches[0]).compile()
@@ -127,14 +127,13 @@ class Case:
     # XLA's count of the step as autodiff writes it: the patch kernel gradient's
     # chunk loop would be counted once, not once per chunk.
     with xla_conv_grads():
-      fresh = train.pmapped_train_step(model, config, data.kind, schedule)   # a new trace
+      fresh = step_fn.pmapped_train_step(model, config, data.kind, schedule)   # a new trace
       self.flops = flops_of(fresh.lower(self.state, self.batches[0])) * jax.local_device_count()
     views = jax.numpy.asarray(augment.prepare_eval(
         data.train_x[:config.batch_size * config.num_views // jax.local_device_count()],
         data.kind))
-    plain = train_state.build_model(config, data)
     self.model_flops = model_flops_per_view(
-        plain, {"params": state.params, "batch_stats": state.batch_stats}, views)
+        run.eval_model, {"params": state.params, "batch_stats": state.batch_stats}, views)
     self.times, self.calls = [], 0
 
   def call(self) -> float:

@@ -3,8 +3,11 @@
     python -m hmlc_jax.ablation --suite=hdigits --out=runs/ablation --steps=150
     python -m hmlc_jax.ablation --suite=hdigits --out=/tmp/a --smoke \\
         --variants=default,gmm.mask_grad=soft,gmm.order=ascending+temperature=0.5
+    python -m hmlc_jax.ablation --config=configs/folder_ghmlc.py --set=dataset.path=DIR \
+        --out=OUT
 
-A variant is ``default`` (the suite's config as it is), ``method=NAME`` (a
+The runs start from the suite's config file, or any ``--config`` file. A
+variant is ``default`` (that config as it is), ``method=NAME`` (a
 reference method), or ``FIELD=VALUE`` overrides of config fields joined by
 ``+``. Every run is scored on ``dataset.eval_split="validation"`` (held out of
 the training data), never on the test split, so the table can choose
@@ -22,8 +25,8 @@ import time
 from typing import Dict, List, Sequence
 
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
-from hmlc_jax.sweeps import (REPO, SUITES, apply_overrides, cell, fail, load_config, mean_std,
-                             parse_variant, train_unless_done)
+from hmlc_jax.sweeps import (add_source_arguments, apply_overrides, cell, check_source, fail,
+                             load_config, mean_std, parse_variant, train_unless_done)
 
 # The settings the method paper's evidence depends on, one at a time.
 DEFAULT_VARIANTS = (
@@ -37,7 +40,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m hmlc_jax.ablation",
                               description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--suite", required=True, choices=sorted(SUITES))
+  add_source_arguments(p)
   p.add_argument("--method", default="ghmlc", help="the method whose settings vary")
   p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                  help="comma-separated variants (see above)")
@@ -45,11 +48,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--steps", type=int, default=0,
                  help="training steps per run; 0 keeps the config's budget")
   p.add_argument("--out", required=True, help="output directory (runs/, ablation.*)")
-  p.add_argument("--smoke", action="store_true", help="the configs' :smoke variants")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a config field in every run before the variant's own, "
                       "e.g. --set=dataset.train_size=20000 (repeatable)")
-  p.add_argument("--configs_dir", default=os.path.join(REPO, "configs"))
   return p.parse_args(argv)
 
 
@@ -60,7 +61,7 @@ def run_dir(variant: str, seed: int) -> str:
 def config_for(args, variant: str, seed: int):
   overrides = parse_variant(variant)
   method = overrides.pop("method", args.method)
-  config = load_config(args.configs_dir, args.suite, method, args.smoke)
+  config = load_config(args, method)
   for override in args.set:
     apply_overrides(config, parse_variant(override))
   apply_overrides(config, overrides)
@@ -123,7 +124,8 @@ def markdown(args, level_names: Sequence[str], rows: Dict, command: str) -> str:
 
 def main(argv: Sequence[str]) -> None:
   args = parse_args(argv)
-  probe = load_config(args.configs_dir, args.suite, "ghmlc", args.smoke)
+  check_source(args)
+  probe = load_config(args, "ghmlc")
   split_cpu(cpu_devices_for(probe.batch_size))      # before jax is imported
   check_args(args)
   from hmlc_jax.errors import UserInputError

@@ -2,9 +2,11 @@
 
     python -m hmlc_jax.compare --suite=hdigits --seeds=3 --out=results/hdigits
     python -m hmlc_jax.compare --suite=hdigits --seeds=2 --out=/tmp/s --smoke
+    python -m hmlc_jax.compare --config=configs/folder_ghmlc.py --set=dataset.path=DIR --out=OUT
 
 Trains ``configs/<suite>_<method>.py`` (a suite without a method's file takes
-its G-HMLC file with ``method`` replaced) for every method and seed under
+its G-HMLC file with ``method`` replaced), or any ``--config`` file with each
+method in turn, for every method and seed under
 ``OUT/runs/<method>_seed<k>``, skipping runs whose ``results.json`` exists, so
 an interrupted suite resumes where it stopped. On the composite digit suites
 (hdigits, hmnist) the ``--swap_methods`` also run with the two digits' roles
@@ -28,8 +30,9 @@ import numpy as np
 from hmlc_jax.cpu import cpu_devices_for, split_cpu
 from hmlc_jax import workdir as files
 from hmlc_jax.methods import METHOD_NAMES
-from hmlc_jax.sweeps import (REPO, SUITES, apply_overrides, cell, fail, load_config, mean_std,
-                             parse_variant, train_unless_done)
+from hmlc_jax.sweeps import (add_source_arguments, apply_overrides, cell, check_source, fail,
+                             load_config, mean_std, parse_variant, swappable,
+                             train_unless_done)
 
 DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
 PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")
@@ -43,7 +46,7 @@ TSNE_INPUTS = "tsne.json"        # what OUT/tsne.png was drawn from (`tsne_input
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m hmlc_jax.compare", description=__doc__.split(
       "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--suite", required=True, choices=sorted(SUITES))
+  add_source_arguments(p)
   p.add_argument("--seeds", type=int, default=3, help="runs per method, seeds 0..N-1")
   p.add_argument("--out", required=True, help="output directory (runs/, results.*, tsne.png)")
   p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
@@ -51,20 +54,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--swap_methods", default="ghmlc",
                  help="methods also run with the digit levels swapped (digit suites); "
                       "empty for none")
-  p.add_argument("--smoke", action="store_true", help="the configs' :smoke variants")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a config field in every run, e.g. "
                       "--set=dataset.data_dir=/data/modelnet40 (repeatable)")
   p.add_argument("--tsne_points", type=int, default=1500, help="test points per t-SNE panel")
-  p.add_argument("--configs_dir", default=os.path.join(REPO, "configs"))
   return p.parse_args(argv)
 
 
 def check_args(args: argparse.Namespace) -> None:
   from hmlc_jax.methods import METHODS
   args.methods = [m for m in args.methods.split(",") if m]
-  args.swap_methods = [m for m in args.swap_methods.split(",") if m] if SUITES[args.suite] \
-      else []
+  args.swap_methods = [m for m in args.swap_methods.split(",") if m] \
+      if swappable(load_config(args, args.methods[0] if args.methods else "ghmlc")) else []
   for m in args.methods + args.swap_methods:
     if m not in METHODS:
       fail(f"unknown method {m!r} in --methods/--swap_methods; choose from {list(METHODS)}")
@@ -91,7 +92,7 @@ def planned_runs(args) -> List[Dict]:
 
 def run_config(args, run: Dict):
   """The config of one planned run: the suite's file, ``--set`` overrides, seed, order."""
-  config = load_config(args.configs_dir, args.suite, run["method"], args.smoke)
+  config = load_config(args, run["method"])
   for override in args.set:
     apply_overrides(config, parse_variant(override))
   config.seed = run["seed"]
@@ -234,7 +235,8 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
 
 def main(argv: Sequence[str]) -> None:
   args = parse_args(argv)
-  probe = load_config(args.configs_dir, args.suite, "ghmlc", args.smoke)
+  check_source(args)
+  probe = load_config(args, "ghmlc")
   split_cpu(cpu_devices_for(probe.batch_size))      # before jax is imported
   check_args(args)
   runs = planned_runs(args)

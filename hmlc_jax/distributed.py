@@ -1,7 +1,7 @@
 """Multi-process (multi-host) start-up: one process per host, `jax.distributed`.
 
 Every process runs the same command; each loads the data set, builds its
-share of every global batch (`train.device_batch`) and trains its local
+share of every global batch (`pipeline.device_batch`) and trains its local
 devices; `pmap` collectives span all processes' devices. Process 0 writes
 the logs, config and results; orbax writes checkpoints cooperatively.
 

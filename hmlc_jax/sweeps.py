@@ -28,12 +28,47 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
-def load_config(configs_dir: str, suite: str, method: str, smoke: bool):
-  """``configs/<suite>_<method>.py`` (or the suite's G-HMLC file, re-methoded)."""
-  path = os.path.join(configs_dir, f"{suite}_{method}.py")
-  if not os.path.exists(path):
-    path = os.path.join(configs_dir, f"{suite}_ghmlc.py")
-  config = config_from_file(path + (":smoke" if smoke else ""))
+def add_source_arguments(parser) -> None:
+  """``--suite`` or ``--config`` (which configs the runs start from), ``--smoke``
+  and ``--configs_dir``."""
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--suite", choices=sorted(SUITES),
+                      help="a data set of this repository: configs/<suite>_<method>.py")
+  source.add_argument("--config", default="",
+                      help="any config file, FILE.py[:variant] (e.g. your own data set's, "
+                           "configs/folder_ghmlc.py with --set=dataset.path=DIR); every run "
+                           "takes it with its own method")
+  parser.add_argument("--smoke", action="store_true", help="the configs' :smoke variants")
+  parser.add_argument("--configs_dir", default=os.path.join(REPO, "configs"))
+
+
+def check_source(args) -> None:
+  """After parsing: a ``--config`` file must exist; ``args.suite`` becomes its name
+  (for titles and tables)."""
+  if args.config:
+    path = args.config.partition(":")[0]
+    if not os.path.isfile(path):
+      fail(f"--config {path}: no such file")
+    args.suite = os.path.splitext(os.path.basename(path))[0]
+
+
+def swappable(config) -> bool:
+  """Whether the data set has digit levels whose order can be swapped."""
+  return SUITES.get(config.dataset.name, False)
+
+
+def load_config(args, method: str):
+  """The config of a run of ``method``: ``--config`` (its ``:smoke`` variant with
+  ``--smoke``) or ``configs/<suite>_<method>.py`` (the suite's G-HMLC file when the
+  method has none), with ``method`` set."""
+  if args.config:
+    path, _, variant = args.config.partition(":")
+    config = config_from_file(f"{path}:{'smoke' if args.smoke else variant}")
+  else:
+    path = os.path.join(args.configs_dir, f"{args.suite}_{method}.py")
+    if not os.path.exists(path):
+      path = os.path.join(args.configs_dir, f"{args.suite}_ghmlc.py")
+    config = config_from_file(path + (":smoke" if args.smoke else ""))
   config.method = method
   return config
 

@@ -15,7 +15,7 @@ in the same process, just before and just after the timed training steps
     record = throughput.summarise(examples_per_sec, num_views, flops, matmul,
                                   jax.devices(), jax.process_count())
 
-``train.train`` writes the summary to ``results.json["throughput"]`` when
+``train.train_and_evaluate`` writes the summary to ``results.json["throughput"]`` when
 ``config.throughput`` is set; ``benchmarks/bench_train_step.py`` uses the
 same counts.
 """

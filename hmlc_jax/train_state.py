@@ -1,14 +1,15 @@
-"""The train state and everything fixed before the first step: the config
-checks, the step count, the optimiser, the model and its initial state.
+"""The model and the train state: everything fixed before the first step (the
+config checks, the step count, the optimiser, the model and its initial state).
 
-`hmlc_jax.train` runs the steps; `hmlc_jax.workdir` restores a trained state
-from a workdir's checkpoints. Both build it here.
+`setup` builds them in one call for `hmlc_jax.train`; `hmlc_jax.workdir`
+restores a trained state from a workdir's checkpoints into the same shapes.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 from flax.training import train_state
 import jax
@@ -18,7 +19,7 @@ import numpy as np
 import optax
 
 from hmlc_jax import methods, models
-from hmlc_jax.data import Dataset
+from hmlc_jax.data import Dataset, augment
 from hmlc_jax.errors import UserInputError
 
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -37,9 +38,10 @@ class TrainState(train_state.TrainState):
   first_skip_step: jnp.ndarray
 
 
-def check_config(config: ml_collections.ConfigDict, num_levels: int) -> None:
-  """Raises UserInputError naming the first bad field, before anything compiles."""
-  methods.check_method(config, num_levels)
+def check_config(config: ml_collections.ConfigDict, data: Dataset) -> None:
+  """Raises UserInputError naming the first bad field, before anything compiles
+  or is written (the model is built, not initialised, to check its fields)."""
+  methods.check_method(config, data.num_levels)
   for field in ("batch_size", "num_views", "checkpoint_every_steps", "log_every_steps"):
     if config[field] < 1:
       raise UserInputError(f"{field} must be at least 1, got {config[field]}")
@@ -62,6 +64,10 @@ def check_config(config: ml_collections.ConfigDict, num_levels: int) -> None:
   if config.batch_size % devices:
     raise UserInputError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{devices} devices; use a multiple of {devices}")
+  if config.eval.get("every_steps", 0) < 0:
+    raise UserInputError(f"eval.every_steps must be >= 0 (0: only at the end), got "
+                         f"{config.eval.every_steps}")
+  build_model(config, data)
 
 
 def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -112,10 +118,14 @@ def with_learning_rate(state: TrainState, learning_rate: jnp.ndarray) -> TrainSt
 def create_train_state(config: ml_collections.ConfigDict, model, sample_input: np.ndarray,
                        num_train: int) -> TrainState:
   """Initial state from ``config.seed``; ``sample_input`` is one model input ``[1, ...]``."""
+  tx, _ = make_optimizer(config, total_steps(config, num_train), num_train)
+  return _initial_state(config, model, sample_input, tx)
+
+
+def _initial_state(config, model, sample_input, tx) -> TrainState:
   init = jax.jit(functools.partial(model.init, train=False))
   # "rbg" keys compile ~10x faster than threefry on CPU; init runs once, on one device.
   variables = init(jax.random.key(config.seed, impl="rbg"), jnp.asarray(sample_input))
-  tx, _ = make_optimizer(config, total_steps(config, num_train), num_train)
   count = lambda value: jnp.full((), value, jnp.int32)
   return TrainState.create(apply_fn=model.apply, params=variables["params"],
                            batch_stats=variables.get("batch_stats", {}), tx=tx,
@@ -128,3 +138,27 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, axis_name=None
   return models.create_model(config.model, num_levels=data.num_levels,
                              attention_heads=methods.uses_attention_heads(config.method),
                              axis_name=axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What training starts from: ``model`` for the pmapped step (BatchNorm
+  statistics synchronised over ``axis_name``), ``eval_model`` (the same
+  network on one device, for evaluation), the initial ``state``, the learning
+  rate ``schedule`` and ``num_steps``."""
+  model: Any
+  eval_model: Any
+  state: TrainState
+  schedule: Callable
+  num_steps: int
+
+
+def setup(config: ml_collections.ConfigDict, data: Dataset, axis_name=None) -> Setup:
+  """The model, the optimiser and the initial state of a run on ``data``."""
+  num_steps = total_steps(config, len(data.train_x))
+  tx, schedule = make_optimizer(config, num_steps, len(data.train_x))
+  eval_model = build_model(config, data)
+  model = build_model(config, data, axis_name=axis_name) if axis_name else eval_model
+  sample = augment.prepare_eval(data.train_x[:1], data.kind)
+  return Setup(model=model, eval_model=eval_model, schedule=schedule, num_steps=num_steps,
+               state=_initial_state(config, eval_model, sample, tx))

@@ -7,6 +7,7 @@ is read back out of it (the trained state, the encoder, scores, figures).
     WORKDIR/unreadable_checkpoints/  checkpoints that failed to restore, set aside
     WORKDIR/tensorboard/           the scalars of every logged step
     WORKDIR/results.json           scores (`train.train_and_evaluate`, `evaluate_workdir`)
+    WORKDIR/evaluations.json       scores during training, by step (``eval.every_steps``)
     WORKDIR/levels.json            ``--mode=levels`` (`levels_workdir`)
     WORKDIR/tsne.png               ``--mode=tsne`` (`tsne_workdir`)
 
@@ -30,12 +31,13 @@ from hmlc_jax.errors import UserInputError
 CONFIG = "config.json"
 DATA_SPEC = "data_spec.json"
 RESULTS = "results.json"
+EVALUATIONS = "evaluations.json"
 LEVELS = "levels.json"
 TSNE = "tsne.png"
 CHECKPOINTS = "checkpoints"
 UNREADABLE_CHECKPOINTS = "unreadable_checkpoints"
 TENSORBOARD = "tensorboard"
-RUN_FILES = (RESULTS, CONFIG, DATA_SPEC)       # what --overwrite removes, with the folders
+RUN_FILES = (RESULTS, EVALUATIONS, CONFIG, DATA_SPEC)      # what --overwrite removes, with the folders
 RUN_FOLDERS = (CHECKPOINTS, UNREADABLE_CHECKPOINTS, TENSORBOARD)
 
 
@@ -58,6 +60,15 @@ def write_json(file: str, payload: Dict[str, Any]) -> None:
   with open(tmp, "w") as f:
     json.dump(payload, f, indent=2, sort_keys=True)
   os.replace(tmp, file)
+
+
+def add_evaluation(workdir: str, record: Dict[str, Any]) -> None:
+  """Adds one evaluation during training (``record["step"]``) to
+  ``evaluations.json``, replacing an earlier one at that step (a resumed run)."""
+  file = path(workdir, EVALUATIONS)
+  records = read_json(workdir, EVALUATIONS)["evaluations"] if os.path.exists(file) else []
+  records = [r for r in records if r["step"] != record["step"]] + [record]
+  write_json(file, {"evaluations": sorted(records, key=lambda r: r["step"])})
 
 
 def class_counts(labels: np.ndarray, num_classes) -> list:
@@ -224,7 +235,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> Dict[st
   from hmlc_jax.data import augment, load_dataset
   from hmlc_jax.distributed import is_lead
   data = load_dataset(config.dataset)
-  train_state.check_config(config, data.num_levels)
+  train_state.check_config(config, data)
   model = train_state.build_model(config, data)
   state = restore_trained(workdir, config, model,
                           augment.prepare_eval(data.train_x[:1], data.kind), len(data.train_x))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hmlc_jax.train import StepsInFlight
+from hmlc_jax.loop import StepsInFlight
 
 STEPS, WIDTH, ROWS = 300, 256, 256
 

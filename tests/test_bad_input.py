@@ -73,6 +73,8 @@ CASES = {
     "compare: unknown method": ("hmlc_jax.compare", ["--suite=hdigits", "--smoke",
                                                      "--methods=hmce,nope"],
                                 "unknown method 'nope'"),
+    "compare: no such config file": ("hmlc_jax.compare", ["--config=configs/nope.py"],
+                                     "--config configs/nope.py: no such file"),
     "compare: no seeds": ("hmlc_jax.compare", ["--suite=hdigits", "--smoke", "--seeds=0"],
                           "--seeds must be at least 1"),
     "ablation: unknown field": ("hmlc_jax.ablation",

@@ -126,3 +126,25 @@ def test_set_overrides_every_run_config():
   bad = compare.parse_args(["--suite=hdigits", "--out=/tmp/x", "--set=dataset.dir=/x"])
   with pytest.raises(ValueError, match="not a config field"):
     compare.run_config(bad, dict(method="ghmlc", seed=0, order=""))
+
+
+def test_any_config_file_can_be_compared_or_ablated():
+  """--config instead of --suite: every run is that file's config with its own
+  method (here the folder data set's, pointed at a user's tree by --set)."""
+  from hmlc_jax import ablation, compare
+  from hmlc_jax.sweeps import check_source
+  args = compare.parse_args(["--config=configs/folder_ghmlc.py", "--out=/tmp/x",
+                             "--set=dataset.path=/data/tree", "--methods=supcon,hmce"])
+  check_source(args)
+  assert args.suite == "folder_ghmlc"
+  config = compare.run_config(args, dict(method="hmce", seed=1, order=""))
+  assert (config.method, config.dataset.name, config.dataset.path, config.seed) == (
+      "hmce", "folder", "/data/tree", 1)
+  args = ablation.parse_args(["--config=configs/folder_ghmlc.py:smoke", "--out=/tmp/x",
+                              "--set=dataset.path=/data/tree"])
+  config = ablation.config_for(args, "method=supcon+temperature=0.2", 0)
+  assert (config.method, config.temperature, config.dataset.eval_split) == (
+      "supcon", 0.2, "validation")
+  assert config.batch_size == compare.load_config(
+      compare.parse_args(["--config=configs/folder_ghmlc.py", "--smoke", "--out=/x"]),
+      "ghmlc").batch_size                                   # :smoke, as --smoke gives it

@@ -26,25 +26,24 @@ def test_bfloat16_resnet_learns_a_fixed_batch(mock_dir):
   while the backbone computes in bfloat16."""
   import jax
   import numpy as np
-  from hmlc_jax import train, train_state
-  from hmlc_jax.data import augment, load_dataset
+  from hmlc_jax import step as step_fn, train_state
+  from hmlc_jax.data import augment, load_dataset, pipeline
   config = smoke_config("cifar100_ahmlc", **{"dataset.data_dir": mock_dir,
                                              "dataset.download": False, "num_train_steps": 10})
   assert config.model.backbone == "resnet18" and config.model.dtype == "bfloat16"
   with tfds.testing.mock_data(data_dir=mock_dir, as_dataset_fn=mock_as_dataset):
     data = load_dataset(config.dataset)
-  model = train_state.build_model(config, data, axis_name=train.AXIS)
+  run = train_state.setup(config, data, axis_name=step_fn.AXIS)
+  model, state = run.model, run.state
   sample = augment.prepare_eval(data.train_x[:1], data.kind)
-  state = train_state.create_train_state(config, model, sample, len(data.train_x))
   assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {np.dtype("float32")}
   out = model.apply({"params": state.params, "batch_stats": state.batch_stats}, sample,
                     train=False, capture_intermediates=True)
   captured = out[1]["intermediates"]["backbone"]
   assert captured["stem_conv"]["__call__"][0].dtype == jax.numpy.bfloat16
   assert captured["__call__"][0].dtype == np.float32    # the representation, for the heads
-  _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
-  step = train.pmapped_train_step(model, config, data.kind, schedule)
-  replicated, batch, losses = train.replicate(state), train.device_batch(data, config, 0), []
+  step = step_fn.pmapped_train_step(model, config, data.kind, run.schedule)
+  replicated, batch, losses = step_fn.replicate(state), pipeline.device_batch(data, config, 0), []
   for _ in range(config.num_train_steps):
     replicated, metrics = step(replicated, batch)
     losses.append(float(metrics["loss"][0]))

@@ -79,6 +79,55 @@ def test_cifar100_loads_tree_consistent_mock(tfds_module, cifar_metadata):
   assert tf.config.get_visible_devices("GPU") == []
 
 
+class ListSource(list):
+  """A random-access source as `tfds.data_source` returns one, from a list of records."""
+
+  def __getitems__(self, indices):
+    return [self[i] for i in indices]
+
+
+def test_cifar100_streamed_from_a_data_source_equals_the_in_memory_load(tfds_module,
+                                                                         cifar_metadata):
+  """dataset.stream=True reads CIFAR-100 through `tfds.data_source`: under the
+  mock (the same records as `tfds.load` serves) the labels are read at load, the
+  images only when indexed, and both equal the in-memory loader's."""
+  from hmlc_jax.data.pipeline import LazyImages
+
+  def as_data_source(self, split, *args, **kwargs):
+    records = lambda s: ListSource(tfds_module.as_numpy(mock_as_dataset(self, s)))
+    return [records(s) for s in split]
+
+  with tfds_module.testing.mock_data(data_dir=cifar_metadata, as_dataset_fn=mock_as_dataset,
+                                     as_data_source_fn=as_data_source):
+    memory = load_dataset(dataset_config(name="cifar100", download=False))
+    streamed = load_dataset(dataset_config(name="cifar100", download=False, stream=True))
+  assert isinstance(streamed.train_x, LazyImages) and streamed.train_x.shape == (30, 32, 32, 3)
+  np.testing.assert_array_equal(streamed.train_y, memory.train_y)
+  np.testing.assert_array_equal(streamed.test_y, memory.test_y)
+  np.testing.assert_array_equal(streamed.train_x[np.array([4, 0, 29])], memory.train_x[[4, 0, 29]])
+  np.testing.assert_array_equal(streamed.test_x[3:8], memory.test_x[3:8])
+
+
+def test_stream_splits_reads_array_record_and_refuses_tfrecord(tmp_path, tfds_module):
+  """A data set really prepared as ArrayRecord (tfds' DummyMnist) streams record
+  for record; one prepared as TFRecord (no random access) is refused in one
+  line saying how to prepare it."""
+  records = tmp_path / "array_record"
+  tfds_module.testing.DummyMnist(data_dir=str(records),
+                                 file_format="array_record").download_and_prepare()
+  train, test = tfds_io.stream_splits("dummy_mnist", "dummy", str(records), download=False)
+  source = tfds_module.data_source("dummy_mnist", split="train", data_dir=str(records))
+  assert train["image"].shape == (len(source), 28, 28, 1) and len(test["label"]) > 0
+  np.testing.assert_array_equal(train["label"], [source[i]["label"] for i in range(len(source))])
+  np.testing.assert_array_equal(train["image"][np.array([5, 1])],
+                                np.stack([source[5]["image"], source[1]["image"]]))
+  plain = tmp_path / "tfrecord"
+  tfds_module.testing.DummyMnist(data_dir=str(plain)).download_and_prepare()
+  with pytest.raises(UserInputError) as excinfo:
+    tfds_io.stream_splits("dummy_mnist", "dummy", str(plain), download=False)
+  assert_one_line_error(excinfo, "cannot be streamed", "file_format='array_record'")
+
+
 def test_cifar100_rejects_labels_that_are_not_a_tree(tfds_module, cifar_metadata):
   def as_dataset(self, split, *args, **kwargs):   # a method, unlike a functools.partial
     return mock_as_dataset(self, split, *args, misplaced_class=57, **kwargs)

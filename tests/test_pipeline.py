@@ -66,16 +66,36 @@ def test_lazy_images_decode_only_what_is_asked():
   assert images[3].shape == (4, 4, 1) and calls[-1] == ["3.png"]
 
 
-def test_a_streamed_folder_run_equals_the_in_memory_run(tmp_path):
-  """configs/folder_ghmlc.py:smoke trained and evaluated twice on the same folder
-  tree, decoded at load and streamed: the same numbers."""
-  from tests.runs import SCORES
+def test_a_streamed_run_killed_and_resumed_equals_the_in_memory_run(tmp_path):
+  """configs/folder_ghmlc.py:smoke on one folder tree, 12 steps: decoded at load
+  and trained in-process; streamed through main.py, SIGKILLed after its first
+  checkpoint (batches read ahead lost with it), then run again: the same numbers."""
+  import os
+  import signal
+  import time
+  from tests.runs import SCORES, checkpoint_steps, results, start_command
   from tests.smoke import run_and_check, smoke_config
   root = write_tree(tmp_path / "tree", per_leaf=6)
-  results = {}
-  for stream in (False, True):
-    config = smoke_config("folder_ghmlc", **{"dataset.path": root, "dataset.image_size": 16,
-                                             "dataset.stream": stream})
-    results[stream] = run_and_check(config, tmp_path / f"run_{stream}", num_levels=3)
+  fields = {"dataset.path": root, "dataset.image_size": 16, "num_train_steps": 12,
+            "checkpoint_every_steps": 4}
+  memory = run_and_check(smoke_config("folder_ghmlc", **fields), tmp_path / "memory",
+                         num_levels=3)
+  workdir = tmp_path / "streamed"
+  args = ["--config=configs/folder_ghmlc.py:smoke", f"--workdir={workdir}",
+          "--config.tensorboard=False", "--config.throughput=False",
+          "--config.dataset.stream=True", "--config.dataset.prefetch=4"] + [
+              f"--config.{k}={v}" for k, v in fields.items()]
+  proc = start_command("main.py", args)
+  deadline = time.time() + 240
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.finish().returncode == -signal.SIGKILL
+  killed_at = checkpoint_steps(workdir)
+  assert killed_at and killed_at[-1] < 12, killed_at         # really interrupted mid-training
+  rerun = start_command("main.py", args).finish()
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert "resuming from the checkpoint at step" in rerun.stderr
+  streamed = results(workdir)
   for key in SCORES:
-    assert results[True][key] == results[False][key], key
+    assert streamed[key] == memory[key], key

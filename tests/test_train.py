@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from configs import common
-from hmlc_jax import checkpoints, methods, train, train_state, workdir as files
+from hmlc_jax import checkpoints, loop, methods, step as step_fn, train_state, workdir as files
+from hmlc_jax.data import pipeline
 from hmlc_jax.errors import NonFiniteError, UserInputError
 from tests.fixtures import section, write_fashion_idx
 from tests.runs import environment, run_command
@@ -13,17 +14,17 @@ from tests.smoke import learning_config
 
 def test_each_epoch_visits_every_example_once():
   n, b = 50, 8
-  stream = np.concatenate([train.batch_indices(3, s, n, b) for s in range(25)])  # 200 = 4 epochs
+  stream = np.concatenate([pipeline.batch_indices(3, s, n, b) for s in range(25)])  # 200 = 4 epochs
   for epoch in range(4):
     assert sorted(stream[epoch * n:(epoch + 1) * n]) == list(range(n))
   assert not np.array_equal(stream[:n], stream[n:2 * n])      # a fresh order per epoch
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():
-  a = train.batch_indices(7, 11, 1000, 64)
-  assert np.array_equal(a, train.batch_indices(7, 11, 1000, 64))
-  assert not np.array_equal(a, train.batch_indices(8, 11, 1000, 64))
-  assert not np.array_equal(a, train.batch_indices(7, 12, 1000, 64))
+  a = pipeline.batch_indices(7, 11, 1000, 64)
+  assert np.array_equal(a, pipeline.batch_indices(7, 11, 1000, 64))
+  assert not np.array_equal(a, pipeline.batch_indices(8, 11, 1000, 64))
+  assert not np.array_equal(a, pipeline.batch_indices(7, 12, 1000, 64))
 
 
 def test_warmup_then_cosine_schedule():
@@ -44,7 +45,7 @@ def test_many_queued_steps_with_collectives_finish():
   done = run_command("tests.in_flight_check", [], environment(devices=2), timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split() == ["done", "300"]
-  assert train.MAX_STEPS_IN_FLIGHT <= 8          # 32 queued steps aborted, 8 did not
+  assert loop.MAX_STEPS_IN_FLIGHT <= 8          # 32 queued steps aborted, 8 did not
 
 
 def test_total_steps_from_epochs():
@@ -64,10 +65,11 @@ def test_total_steps_from_epochs():
     ("level_weights", "cubic", "level_weights"),
 ])
 def test_bad_config_fields_are_user_errors(field, value, message):
+  from hmlc_jax.data import load_dataset
   c = common.hdigits("ghmlc", "smoke")
   c[field] = value
   with pytest.raises(UserInputError, match=message):
-    train_state.check_config(c, num_levels=2)
+    train_state.check_config(c, load_dataset(c.dataset))
 
 
 def test_unknown_dataset_is_a_user_error():
@@ -129,16 +131,13 @@ def test_train_step_of_every_method(method, fashion_data):
   positive, every parameter moves, the per-level metrics are there. (The whole
   loop runs end to end for one config per data-set family.)"""
   import jax
-  from hmlc_jax.data import augment
   root, data = fashion_data
   config = learning_config(method, root)
-  model = train_state.build_model(config, data, axis_name=train.AXIS)
-  sample = augment.prepare_eval(data.train_x[:1], data.kind)
-  state = train_state.create_train_state(config, model, sample, len(data.train_x))
-  _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
-  step = train.pmapped_train_step(model, config, data.kind, schedule)
+  run = train_state.setup(config, data, axis_name=step_fn.AXIS)
+  state = run.state
+  step = step_fn.pmapped_train_step(run.model, config, data.kind, run.schedule)
   before = jax.tree.map(np.asarray, state.params)
-  new, metrics = step(train.replicate(state), train.device_batch(data, config, 0))
+  new, metrics = step(step_fn.replicate(state), pipeline.device_batch(data, config, 0))
   metrics = {k: float(v[0]) for k, v in metrics.items()}
   assert np.isfinite(metrics["loss"]) and metrics["loss"] > 0 and metrics["grad_norm"] > 0
   assert int(new.step[0]) == 1 and int(new.skips[0]) == 0
@@ -160,23 +159,20 @@ def test_a_skipped_step_moves_the_schedule_on_with_the_step(fashion_data):
   config = learning_config("supcon", root)
   config.update(optimizer="sgd", momentum=0.0, weight_decay=0.0, warmup_epochs=0.5,
                 nan_policy="skip", inject_nonfinite_at_step=1)
-  from hmlc_jax.data import augment
-  model = train_state.build_model(config, data, axis_name=train.AXIS)
-  sample = augment.prepare_eval(data.train_x[:1], data.kind)
-  state = train_state.create_train_state(config, model, sample, len(data.train_x))
-  _, schedule = train_state.make_optimizer(config, config.num_train_steps, len(data.train_x))
+  run = train_state.setup(config, data, axis_name=step_fn.AXIS)
+  state, schedule = run.state, run.schedule
   assert float(schedule(0)) == 0.0 and float(schedule(1)) > 0.0
-  step = train.pmapped_train_step(model, config, data.kind, schedule)
+  step = step_fn.pmapped_train_step(run.model, config, data.kind, schedule)
   first = lambda tree: jax.tree.map(lambda a: np.asarray(a[0]), tree)
   before = jax.tree.map(np.asarray, state.params)
 
-  skipped, _ = step(train.replicate(state), train.device_batch(data, config, 0))
+  skipped, _ = step(step_fn.replicate(state), pipeline.device_batch(data, config, 0))
   assert int(skipped.skips[0]) == 1 and int(skipped.step[0]) == 1
-  after_skip, metrics = step(skipped, train.device_batch(data, config, 1))
+  after_skip, metrics = step(skipped, pipeline.device_batch(data, config, 1))
   np.testing.assert_allclose(float(metrics["learning_rate"][0]), float(schedule(1)), rtol=1e-6)
   moved = first(after_skip.params)
   assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(before)))
 
-  no_skip, _ = step(train.replicate(state.replace(step=1)), train.device_batch(data, config, 1))
+  no_skip, _ = step(step_fn.replicate(state.replace(step=1)), pipeline.device_batch(data, config, 1))
   for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(first(no_skip.params))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -1,4 +1,6 @@
-"""Reading tensorflow-datasets splits into host memory, with one-line errors.
+"""Reading tensorflow-datasets splits, with one-line errors: into host memory
+(`read_splits`), or as random-access sources whose images are read when a
+batch needs them (`stream_splits`, ``tfds.data_source`` over ArrayRecord files).
 
 TensorFlow and tensorflow-datasets are imported only when a loader runs, and
 TensorFlow is kept off the GPUs so that it leaves accelerator memory to JAX.
@@ -13,7 +15,10 @@ import ml_collections
 import numpy as np
 
 from hmlc_jax import distributed
+from hmlc_jax.data.pipeline import LazyImages
 from hmlc_jax.errors import UserInputError
+
+LABEL_READ_ROWS = 4096     # rows per read when collecting a streamed split's labels
 
 
 def default_data_dir() -> str:
@@ -167,3 +172,77 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
                          f"download it without the Python module {e.name!r} (pip install "
                          f"{e.name}); or {hint}") from None
   return [tfds.as_numpy(split) for split in splits]
+
+
+class SourceImages:
+  """Reads the images of records ``indices`` of a random-access tfds source
+  (the ``decode`` of a `pipeline.LazyImages` whose "files" are record indices)."""
+
+  def __init__(self, source, key: str):
+    self.source, self.key = source, key
+
+  def __call__(self, indices, size: int, channels: int) -> np.ndarray:
+    rows = self.source.__getitems__([int(i) for i in indices])
+    images = np.stack([np.asarray(row[self.key], np.uint8) for row in rows])
+    return images.reshape(len(rows), size, size, channels)
+
+
+def stream_splits(builder: str, display: str, data_dir: Optional[str], download: bool,
+                  image_key: str = "image", hint: Optional[str] = None) -> list:
+  """The train and test splits of ``builder`` as ``tfds.data_source``s (ArrayRecord).
+
+  Returns:
+    per split, a dict of its features: ``image_key`` a `pipeline.LazyImages`
+    over the record indices (images read when indexed; square images only),
+    every other feature a NumPy array read once (the images left encoded).
+
+  Raises:
+    UserInputError: the data is not prepared in a random-access format (and
+      was not, or could not be, downloaded and prepared as ArrayRecord).
+  """
+  tfds = import_tfds()
+  where = data_dir or default_data_dir()
+  prepare = (f"prepare it as ArrayRecord once: `python -c \"import tensorflow_datasets as "
+             f"tfds; tfds.builder('{builder}', file_format='array_record')"
+             f".download_and_prepare()\"` (or --config.dataset.stream=False)")
+  if download and not _is_prepared(tfds, builder, data_dir) and not can_reach_downloads():
+    try:                          # tfds.testing.mock_data needs no download
+      _open_sources(tfds, builder, data_dir, image_key, download=False)
+    except (AssertionError, ValueError, NotImplementedError):
+      raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
+                           f"the download servers ({PROBE_HOST[0]}); "
+                           f"{hint or get_data_hint(builder)}") from None
+  try:
+    sources, labels = _open_sources(tfds, builder, data_dir, image_key, download)
+  except AssertionError as e:      # "could not find data"
+    raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in {where}; "
+                         f"{prepare}") from None
+  except (NotImplementedError, ValueError) as e:   # prepared as TFRecord: no random access
+    reason = first_line(e).split(" Possible root causes")[0]
+    raise UserInputError(f"{display} in {where} cannot be streamed ({reason}); "
+                         f"{prepare}") from None
+  out = []
+  for source, label_source in zip(sources, labels):
+    count = len(source)
+    shape = np.shape(source[0][image_key]) if count else (0, 0, 0)
+    if len(shape) != 3 or shape[0] != shape[1]:
+      raise UserInputError(f"{display}: streaming needs square images of a fixed size; "
+                           f"'{image_key}' has shape {shape}")
+    rows = [row for start in range(0, count, LABEL_READ_ROWS)
+            for row in label_source.__getitems__(
+                list(range(start, min(count, start + LABEL_READ_ROWS))))]
+    split = {key: np.stack([np.asarray(row[key]) for row in rows])
+             for key in rows[0] if key != image_key} if rows else {}
+    split[image_key] = LazyImages(np.arange(count), shape[0], shape[2],
+                                  SourceImages(source, image_key))
+    out.append(split)
+  return out
+
+
+def _open_sources(tfds, builder, data_dir, image_key, download):
+  """(sources, the same sources with ``image_key`` left encoded) of train and test."""
+  kwargs = dict(split=["train", "test"], data_dir=data_dir, download=download,
+                builder_kwargs={"file_format": "array_record"} if download else None)
+  return (tfds.data_source(builder, **kwargs),
+          tfds.data_source(builder, decoders={image_key: tfds.decode.SkipDecoding()},
+                           **kwargs))

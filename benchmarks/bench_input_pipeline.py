@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,18 +23,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from hmlc_jax.cpu import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
 from hmlc_jax.data import load_dataset  # noqa: E402  pylint: disable=wrong-import-position
 from hmlc_jax.data.pipeline import train_batches  # noqa: E402  pylint: disable=wrong-import-position
 from hmlc_jax.sweeps import config_from_file  # noqa: E402  pylint: disable=wrong-import-position
-
-
-def cpu_model() -> str:
-  """The processor's name (``/proc/cpuinfo``), else the platform's."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    return platform.processor() or platform.machine()
 
 
 def images_per_second(data, config, batches: int, start: int) -> float:

@@ -6,13 +6,15 @@ For each count, writes that many random 32x32x3 PNG images as a folder tree
 (2 -> 4 -> 8 classes) under ``--root`` (kept for reruns), then runs
 ``main.py --config=configs/folder_ghmlc.py`` on it for ``--steps`` steps,
 streamed (``dataset.stream=True``) and, with ``--in_memory``, decoded at load,
-each in a child process measured with ``/usr/bin/time -v`` (its peak resident
-set size). Prints a table and writes a JSON file.
+each in a child process. Two peaks of its resident set: while it trains
+(``/proc/PID/status`` read every 20 ms until the last step's checkpoint
+appears: data, model, pipeline) and over the whole run (``/usr/bin/time -v``,
+which includes the evaluation and its ``[N, R]`` features of every training
+image). Prints a table and writes a JSON file.
 """
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -21,6 +23,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from hmlc_jax.cpu import cpu_model  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def write_tree(root: str, count: int, seed: int = 0) -> str:
@@ -41,6 +46,15 @@ def write_tree(root: str, count: int, seed: int = 0) -> str:
   return folder
 
 
+def rss_mb(pid: int) -> float:
+  """Resident set of process ``pid`` in MB (0 when it is gone)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+  except (OSError, StopIteration):
+    return 0.0
+
+
 def peak_rss_mb(folder: str, stream: bool, steps: int, workdir: str) -> dict:
   command = ["/usr/bin/time", "-v", sys.executable, "main.py",
              "--config=configs/folder_ghmlc.py", f"--config.dataset.path={folder}",
@@ -48,12 +62,27 @@ def peak_rss_mb(folder: str, stream: bool, steps: int, workdir: str) -> dict:
              "--config.tensorboard=False", "--config.progress_bar=False",
              "--config.throughput=False", f"--workdir={workdir}", "--overwrite"]
   start = time.perf_counter()
-  out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  last_checkpoint = os.path.join(workdir, "checkpoints", str(steps))
+  child, training_peak = None, 0.0
+  while proc.poll() is None and not os.path.isdir(last_checkpoint):
+    if child is None:          # the python process under /usr/bin/time
+      try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+          child = int(f.read().split()[0])
+      except (OSError, IndexError, ValueError):
+        pass
+    if child is not None:
+      training_peak = max(training_peak, rss_mb(child))
+    time.sleep(0.02)
+  out, err = proc.communicate()
   wall = time.perf_counter() - start
-  if out.returncode != 0:
-    raise SystemExit(out.stderr[-3000:])
-  kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-  return {"peak_rss_mb": kb / 1024, "wall_seconds": wall}
+  if proc.returncode != 0:
+    raise SystemExit(err[-3000:])
+  kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
+  return {"training_peak_rss_mb": training_peak, "run_peak_rss_mb": kb / 1024,
+          "wall_seconds": wall}
 
 
 def main():
@@ -65,8 +94,8 @@ def main():
   p.add_argument("--json", default="")
   args = p.parse_args()
   report = {"command": "python benchmarks/stream_memory.py " + " ".join(sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "runs": {}}
-  print(f"{'images':>8} {'mode':<10} {'peak RSS MB':>12} {'wall s':>8}")
+            "date": time.strftime("%Y-%m-%d"), "machine": cpu_model(), "runs": {}}
+  print(f"{'images':>8} {'mode':<10} {'training peak MB':>17} {'run peak MB':>12} {'wall s':>8}")
   for count in map(int, args.counts.split(",")):
     folder = write_tree(args.root, count)
     for stream in ([True, False] if args.in_memory else [True]):
@@ -74,7 +103,8 @@ def main():
       workdir = os.path.join(args.root, f"run_{count}_{mode}")
       run = peak_rss_mb(folder, stream, args.steps, workdir)
       report["runs"][f"{count}/{mode}"] = run
-      print(f"{count:>8} {mode:<10} {run['peak_rss_mb']:>12.1f} {run['wall_seconds']:>8.1f}")
+      print(f"{count:>8} {mode:<10} {run['training_peak_rss_mb']:>17.1f} "
+            f"{run['run_peak_rss_mb']:>12.1f} {run['wall_seconds']:>8.1f}", flush=True)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=1)

@@ -35,7 +35,9 @@ from hmlc_jax.sweeps import (add_source_arguments, apply_overrides, cell, check_
                              train_unless_done)
 
 DEFAULT_METHODS = ("supcon", "hmce", "ghmlc", "ahmlc")
-PER_LEVEL = ("linear_probe_accuracy", "knn_accuracy", "silhouette")
+PER_LEVEL = ("linear_probe_accuracy", "linear_probe_balanced_accuracy", "knn_accuracy",
+             "silhouette")
+MIN_LEVEL_DIMS = 4     # a healthy level has at least this many dimensions (or mask mass)
 SCALARS = ("embedding_variance", "hierarchical_consistency", "feature_groups")
 # The finest level's linear probe: how far up the tree its mistakes reach.
 MISTAKES = (("mistake_severity", "severity"), ("hdist_at_1", "hdist@1"), ("hdist_at_5", "hdist@5"))
@@ -130,12 +132,34 @@ def aggregate(args, results: Dict[str, Dict]) -> Dict:
   table = {}
   for m in args.methods:
     runs = [results[run_name(m, s)] for s in range(args.seeds)]
-    table[m] = {key: dict(mean_std([r[key] for r in runs]), values=[r[key] for r in runs])
+    table[m] = {key: dict(mean_std([r.get(key) for r in runs]), values=[r.get(key) for r in runs])
                 for key in PER_LEVEL + SCALARS}
     for key, _ in MISTAKES:       # None for runs scored before these metrics existed
       values = [r.get(key, {}).get("linear_probe") for r in runs]
       table[m][key] = dict(mean_std(values), values=values)
   return table
+
+
+def chance_loss(config: Dict) -> float:
+  """A level loss's value for embeddings that carry nothing of it:
+  ``(T / T_base) ln(2B - 1)`` (every other view in the global batch alike)."""
+  return (config["temperature"] / config["base_temperature"]
+          * float(np.log(2 * config["batch_size"] - 1)))
+
+
+def level_health(result: Dict) -> Dict:
+  """Each level's last logged loss against chance and its dimensions (G-HMLC's
+  group size, A-HMLC's mask mass); ``healthy`` when every level's loss is below
+  chance and it has at least `MIN_LEVEL_DIMS` dimensions. Methods without
+  per-level losses report none."""
+  logged, chance = result.get("last_logged", {}), chance_loss(result["config"])
+  levels = []
+  for h in range(len(result["linear_probe_accuracy"])):
+    loss, dims = logged.get(f"level_loss/{h}"), logged.get(f"level_dims/{h}")
+    if loss is not None:
+      levels.append(dict(loss=loss, dims=dims, ok=loss < chance and (
+          dims is None or dims >= MIN_LEVEL_DIMS)))
+  return dict(chance=chance, levels=levels, healthy=all(level["ok"] for level in levels))
 
 
 def digit_accuracies(result: Dict) -> Dict[str, float]:
@@ -192,15 +216,34 @@ def tsne(args, results: Dict[str, Dict]) -> str:
   return figure
 
 
+def health_lines(results: Dict[str, Dict]) -> List[str]:
+  """The level-health table: every run's per-level loss (chance beside it) and dims."""
+  rows = [(name, level_health(r)) for name, r in sorted(results.items())]
+  rows = [(name, h) for name, h in rows if h["levels"]]
+  if not rows:
+    return []
+  lines = ["", f"## Level health (last logged step; a level is healthy with its loss below "
+           f"chance and at least {MIN_LEVEL_DIMS} dimensions)", "",
+           "| run | chance | loss per level | dims per level | healthy |", "|---|---|---|---|---|"]
+  for name, h in rows:
+    dims = [level["dims"] for level in h["levels"]]
+    lines.append(f"| {name} | {h['chance']:.3f} | "
+                 + " / ".join(f"{level['loss']:.3f}" for level in h["levels"]) + " | "
+                 + (" / ".join(f"{d:.1f}" for d in dims) if None not in dims else "n/a")
+                 + f" | {'yes' if h['healthy'] else 'NO'} |")
+  return lines
+
+
 def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
-             command: str) -> str:
+             command: str, results: Dict[str, Dict]) -> str:
   lines = [f"# {args.suite}: {', '.join(args.methods)}, {args.seeds} seed(s)"
            f"{' (smoke)' if args.smoke else ''}", "", f"Made by `{command}` on "
            f"{time.strftime('%Y-%m-%d')}. Mean ± standard deviation over seeds; test split.",
            ""]
   header = ["method"]
-  for key, short in (("linear_probe_accuracy", "probe"), ("knn_accuracy", "kNN"),
-                     ("silhouette", "silhouette")):
+  for key, short in (("linear_probe_accuracy", "probe"),
+                     ("linear_probe_balanced_accuracy", "balanced probe"),
+                     ("knn_accuracy", "kNN"), ("silhouette", "silhouette")):
     header += [f"{short} {name}" for name in level_names]
   header += ["variance", "consistency", "feature groups"] + [short for _, short in MISTAKES]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -213,7 +256,8 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
             cell(stats["feature_groups"], 0, False, digits=1)]
     row += [cell(stats[key], 0, False, digits=2) for key, _ in MISTAKES]
     lines.append("| " + " | ".join(row) + " |")
-  lines += ["", "Probe and kNN accuracy and consistency in %; silhouette (cosine) and "
+  lines += ["", "Probe, balanced probe (the mean of per-class recalls) and kNN accuracy and "
+            "consistency in %; silhouette (cosine) and "
             "variance of the normalised embeddings as numbers; feature groups: components "
             f"a Dirichlet-process mixture finds in the test embeddings (`main.py "
             f"--mode=levels`), beside the label tree's {len(level_names)} levels; "
@@ -221,6 +265,7 @@ def markdown(args, level_names: Sequence[str], table: Dict, order_table: Dict,
             "lowest common ancestor of the predicted and the true class (1: siblings); "
             "hdist@k: that height averaged over the probe's k best classes (0 for the "
             "true one)."]
+  lines += health_lines(results)
   if order_table:
     lines += ["", "## Level order (linear probe, % , mean over seeds)", "",
               "| method | order | category digit | class digit | path |", "|---|---|---|---|---|"]
@@ -253,10 +298,11 @@ def main(argv: Sequence[str]) -> None:
   command = "python -m hmlc_jax.compare " + " ".join(argv)
   summary = dict(suite=args.suite, seeds=args.seeds, smoke=args.smoke, command=command,
                  level_names=level_names, methods=table, ordering=order_table,
+                 level_health={name: level_health(r) for name, r in sorted(results.items())},
                  runs=sorted(results), date=time.strftime("%Y-%m-%d"))
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  text = markdown(args, level_names, table, order_table, command)
+  text = markdown(args, level_names, table, order_table, command, results)
   with open(os.path.join(args.out, "results.md"), "w") as f:
     f.write(text)
   print(text)

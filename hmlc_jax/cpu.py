@@ -31,3 +31,13 @@ def split_cpu(count: int) -> None:
   current = os.environ.get("XLA_FLAGS", "")
   if "xla_force_host_platform_device_count" not in current:
     os.environ["XLA_FLAGS"] = f"{current} --xla_force_host_platform_device_count={count}".strip()
+
+
+def cpu_model() -> str:
+  """The processor's name (``/proc/cpuinfo``), else the platform's, for benchmark records."""
+  import platform   # pylint: disable=import-outside-toplevel
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor() or platform.machine()

@@ -21,26 +21,28 @@ import optax
 from hmlc_jax.data import Dataset, augment
 
 
-def extract_features(model, variables, inputs: np.ndarray, kind: str,
-                     batch_size: int) -> Dict[str, np.ndarray]:
-  """Eval-mode ``representation`` [N, R] and ``embedding`` [N, D] (float32, host).
+def extract_features(model, variables, inputs: np.ndarray, kind: str, batch_size: int,
+                     keep: Sequence[str] = ("representation", "embedding")
+                     ) -> Dict[str, np.ndarray]:
+  """Eval-mode ``representation`` [N, R] and ``embedding`` [N, D] (float32, host),
+  those named in ``keep``. ``inputs`` is read batch by batch (a streamed data
+  set's images are decoded per batch; only the features are held).
 
   Batches are padded to ``batch_size`` so the jitted function compiles once.
   """
   @jax.jit
   def apply(x):
     out = model.apply(variables, augment.prepare_eval(x, kind), train=False)
-    return out["representation"], out["embedding"]
+    return {name: out[name] for name in keep}
 
-  reps, embs = [], []
+  parts = {name: [] for name in keep}
   for start in range(0, len(inputs), batch_size):
     chunk = inputs[start:start + batch_size]
     pad = batch_size - len(chunk)
     padded = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)]) if pad else chunk
-    r, e = jax.device_get(apply(padded))
-    reps.append(r[:len(chunk)])
-    embs.append(e[:len(chunk)])
-  return {"representation": np.concatenate(reps), "embedding": np.concatenate(embs)}
+    for name, value in jax.device_get(apply(padded)).items():
+      parts[name].append(value[:len(chunk)])
+  return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -89,6 +91,7 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...
 
 
 TOP_K = 5      # classes ranked per example for the hierarchical distance@k
+UNIT_ROWS_CHUNK = 8192   # rows normalised at a time
 
 
 def top_classes(scores: jnp.ndarray, k: int) -> jnp.ndarray:
@@ -236,7 +239,8 @@ def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
   Returns:
     ``H`` accuracies (floats), and the finest level's best classes ``[M, k]``.
   """
-  train_u = jnp.asarray(unit_rows(train_x), jnp.float32)
+  train_u = jnp.asarray(np.concatenate([unit_rows(train_x[s:s + UNIT_ROWS_CHUNK]).astype(
+      np.float32) for s in range(0, len(train_x), UNIT_ROWS_CHUNK)]))   # no float64 copy of all
   test_u = unit_rows(test_x).astype(np.float32)
   k = min(config.knn_k, len(train_x))
   correct = np.zeros(len(num_classes))
@@ -366,7 +370,8 @@ def embedding_variance(embeddings: np.ndarray) -> float:
 def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.ConfigDict,
                      seed: int) -> Dict:
   """All evaluation numbers of a frozen encoder for ``results.json``."""
-  train = extract_features(model, variables, data.train_x, data.kind, config.batch_size)
+  train = extract_features(model, variables, data.train_x, data.kind, config.batch_size,
+                           keep=("representation",))
   test = extract_features(model, variables, data.test_x, data.kind, config.batch_size)
   train_r, test_r = standardize(train["representation"], test["representation"])
   finest = data.num_levels - 1                 # ranks TOP_K classes, for hdist@k

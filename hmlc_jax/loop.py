@@ -23,6 +23,8 @@ import ml_collections
 from hmlc_jax import checkpoints, progress, throughput
 from hmlc_jax.distributed import is_lead
 from hmlc_jax.errors import NonFiniteError
+from hmlc_jax.preemption import StopSignals
+from hmlc_jax.step import replicate
 
 # Steps dispatched and not yet finished, at most. XLA:CPU's host devices can
 # abort in a collective's rendezvous ("Termination timeout for all gather")
@@ -58,20 +60,22 @@ class LoopResult:
   matmul: Optional[Any]
 
 
-def run(p_step: Callable, replicated, batches: Iterator[Dict], *,
-        config: ml_collections.ConfigDict, start: int, num_steps: int, manager,
-        logdir: Optional[str] = None, stop=None,
+def run(p_step: Callable, state, batches: Iterator[Dict], *,
+        config: ml_collections.ConfigDict, num_steps: int, manager,
+        logdir: Optional[str] = None,
         evaluate_at: Optional[Callable[[int, Any], Dict[str, float]]] = None) -> LoopResult:
-  """Runs steps ``start .. num_steps - 1`` of ``p_step`` on ``batches``.
+  """Runs steps ``state.step .. num_steps - 1`` of ``p_step`` on ``batches``.
+
+  SIGTERM or SIGINT (`preemption.StopSignals`) ends the loop after the current
+  step with a checkpoint there (``stopped_by`` in the result).
 
   Args:
     p_step: ``(replicated state, batch) -> (state, metrics)``, pmapped.
-    replicated: the state, one copy per local device.
+    state: the state to start from (one copy; replicated here).
     batches: the batches of those steps, in order.
     config: the run's config (logging, checkpoint, skip and evaluation settings).
     manager: the orbax checkpoint manager; waited for and closed on the way out.
-    logdir: TensorBoard folder, or None.
-    stop: `preemption.StopSignals`; after a signal the loop ends with a checkpoint.
+    logdir: TensorBoard folder (written when ``config.tensorboard``), or None.
     evaluate_at: ``(step, state) -> scalars`` called every ``config.eval.every_steps``
       steps before the last (0: never); the scalars are logged at that step.
 
@@ -81,6 +85,13 @@ def run(p_step: Callable, replicated, batches: Iterator[Dict], *,
   Raises:
     NonFiniteError: rejected non-finite updates beyond ``nan_policy``.
   """
+  with StopSignals() as stop:
+    return _run(p_step, replicate(state), batches, int(state.step), config, num_steps,
+                manager, logdir, stop, evaluate_at)
+
+
+def _run(p_step, replicated, batches, start, config, num_steps, manager, logdir, stop,
+         evaluate_at) -> LoopResult:
   lead = is_lead()
   writer = progress.create_writer(logdir if lead and config.tensorboard else None,
                                   console=lead and config.log_to_console)
@@ -98,7 +109,7 @@ def run(p_step: Callable, replicated, batches: Iterator[Dict], *,
         if config.throughput:             # the CPU's reference rate, before the timed steps
           matmul = throughput.measure_reference()
         timed_from, t0 = done, time.perf_counter()
-      stopped_by = stop.poll(done, config.log_every_steps) if stop else None
+      stopped_by = stop.poll(done, config.log_every_steps)
       if done % config.log_every_steps == 0 or done == num_steps:
         scalars = jax.device_get(jax_utils.unreplicate(metrics))
         writer.write_scalars(done, scalars)

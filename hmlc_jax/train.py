@@ -7,10 +7,12 @@ once, in order, by its own module:
 1. the data set (`hmlc_jax.data.load_dataset`) and its batch stream
    (`hmlc_jax.data.pipeline.train_batches`, in memory or streamed);
 2. the model, optimiser and initial state (`hmlc_jax.train_state.setup`),
-   resumed from the newest checkpoint in ``workdir/checkpoints`` if any;
+   resumed from the newest checkpoint in ``workdir/checkpoints`` if any
+   (`hmlc_jax.workdir`, which first checks or clears the workdir);
 3. the pmapped step (`hmlc_jax.step`);
 4. the loop (`hmlc_jax.loop.run`: logging, checkpoints, stop signals,
-   evaluations every ``eval.every_steps`` into ``workdir/evaluations.json``);
+   evaluations every ``eval.every_steps`` into ``workdir/evaluations.json``),
+   from the step the workdir's checkpoints reached (`workdir.resume`);
 5. the evaluation of the frozen encoder (`hmlc_jax.evaluate`: linear probe,
    kNN, hierarchical metrics, ...) written to ``workdir/results.json``
    (`hmlc_jax.workdir` names a workdir's files and reads them back).
@@ -26,15 +28,15 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Optional
 
-from absl import logging
+import os
+
 import jax
 import ml_collections
 
 from hmlc_jax import evaluate, loop, step, throughput, train_state, workdir as files
 from hmlc_jax.data import Dataset, augment, load_dataset
 from hmlc_jax.data.pipeline import train_batches
-from hmlc_jax.distributed import is_lead, sync
-from hmlc_jax.preemption import StopSignals
+from hmlc_jax.distributed import is_lead
 
 THROUGHPUT_VIEWS = 16      # model inputs whose FLOPs are counted (per view) for the report
 
@@ -54,20 +56,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   wall_start = time.perf_counter()
   data = load_dataset(config.dataset)
   train_state.check_config(config, data)          # before anything is written or compiled
-  prepare_workdir(config, workdir, data, overwrite)
+  files.prepare(workdir, config, data, overwrite=overwrite)
   run = train_state.setup(config, data, axis_name=step.AXIS)
-  manager = files.checkpoint_manager(workdir, config.keep_checkpoints)
-  state = files.restore_newest(workdir, manager, run.state)
-  start = int(state.step)
-  if start:
-    logging.warning("resuming from the checkpoint at step %d", start)
-  batches = train_batches(data, config, start, run.num_steps)
+  state, manager = files.resume(workdir, config, run.state)
+  batches = train_batches(data, config, int(state.step), run.num_steps)
   p_step = step.pmapped_train_step(run.model, config, data.kind, run.schedule)
-  with StopSignals() as stop:
-    done = loop.run(p_step, step.replicate(state), batches, config=config, start=start,
-                    num_steps=run.num_steps, manager=manager, stop=stop,
-                    logdir=files.path(workdir, files.TENSORBOARD),
-                    evaluate_at=evaluations(config, workdir, run.eval_model, data))
+  done = loop.run(p_step, state, batches, config=config, num_steps=run.num_steps,
+                  manager=manager, logdir=os.path.join(workdir, files.TENSORBOARD),
+                  evaluate_at=evaluations(config, workdir, run.eval_model, data))
   if done.stopped_by:
     return {"stopped_by": done.stopped_by, "steps": done.steps}
   scores = evaluate.evaluate_encoder(run.eval_model, variables_of(done.state), data,
@@ -82,22 +78,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if is_lead():
     files.write_json(files.path(workdir, files.RESULTS), results)
   return results
-
-
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, data: Dataset,
-                    overwrite: bool) -> None:
-  """Clears ``workdir`` (``overwrite``) or checks that it may be resumed, then
-  writes its ``config.json`` and ``data_spec.json`` (process 0)."""
-  lead = is_lead()
-  if overwrite:
-    if lead:
-      files.clear(workdir)
-    sync("workdir cleared")
-  files.check_resumable(workdir, config)
-  if lead:
-    files.write_json(files.path(workdir, files.CONFIG), config.to_dict())
-    files.write_json(files.path(workdir, files.DATA_SPEC), files.data_spec(data))
-  sync("workdir ready")
 
 
 def variables_of(state) -> Dict[str, Any]:

@@ -119,6 +119,35 @@ RESUMABLE_FIELDS = ("num_train_steps", "num_epochs", "checkpoint_every_steps",
 EVALUATE_FIELDS = ("method", "model", "dataset")
 
 
+def prepare(workdir: str, config: ml_collections.ConfigDict, data, overwrite: bool) -> None:
+  """Clears ``workdir`` (``overwrite``) or checks that it may be resumed with
+  ``config`` (`check_resumable`), then writes its ``config.json`` and
+  ``data_spec.json``; in a multi-process run process 0 writes, all wait."""
+  from hmlc_jax.distributed import is_lead, sync
+  lead = is_lead()
+  if overwrite:
+    if lead:
+      clear(workdir)
+    sync("workdir cleared")
+  check_resumable(workdir, config)
+  if lead:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(path(workdir, CONFIG), config.to_dict())
+    write_json(path(workdir, DATA_SPEC), data_spec(data))
+  sync("workdir ready")
+
+
+def resume(workdir: str, config: ml_collections.ConfigDict, state):
+  """``(state, manager)``: the newest readable checkpoint of ``workdir`` (else
+  ``state`` as given) and the checkpoint manager that will save the run's."""
+  from absl import logging
+  manager = checkpoint_manager(workdir, config.keep_checkpoints)
+  restored = restore_newest(workdir, manager, state)
+  if int(restored.step):
+    logging.warning("resuming from the checkpoint at step %d", int(restored.step))
+  return restored, manager
+
+
 def checkpoint_manager(workdir: str, keep: int):
   """Orbax manager of ``workdir/checkpoints`` keeping the ``keep`` newest steps."""
   from hmlc_jax import checkpoints

@@ -1,6 +1,7 @@
 """main.py runs for the run tests, and the one reference run they share.
 
-The reference (hdigits G-HMLC smoke, 30 steps, a checkpoint every 3) is
+The reference (hdigits G-HMLC smoke, 30 steps, a checkpoint every 3, an
+evaluation every 10) is
 trained once per test session, whichever xdist worker asks first; the others
 wait on a lock and read it. Tests that write into a run work on a copy.
 Only the reference writes TensorBoard events and measures its throughput (its
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("linear_probe_accuracy", "knn_accuracy", "hierarchical_consistency",
           "embedding_variance", "train_loss", "steps")
 STEPS, LOG_EVERY = 30, 10
+EVAL_EVERY = 10          # the reference and the SIGKILL run also evaluate at steps 10 and 20
 ARGS = ["--config=configs/hdigits_ghmlc.py:smoke", f"--config.num_train_steps={STEPS}",
         "--config.checkpoint_every_steps=3", f"--config.log_every_steps={LOG_EVERY}",
         "--config.tensorboard=False", "--config.throughput=False"]
@@ -118,7 +120,8 @@ def shared_reference(tmp_path_factory):
   with open(root / "reference.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not log.exists():
-      done = run(workdir, "--config.tensorboard=True", "--config.throughput=True")
+      done = run(workdir, "--config.tensorboard=True", "--config.throughput=True",
+                 f"--config.eval.every_steps={EVAL_EVERY}")
       assert done.returncode == 0, done.stderr[-2000:]
       log.write_text(json.dumps(dict(stdout=done.stdout, stderr=done.stderr)))
   out = json.loads(log.read_text())

@@ -148,3 +148,18 @@ def test_any_config_file_can_be_compared_or_ablated():
   assert config.batch_size == compare.load_config(
       compare.parse_args(["--config=configs/folder_ghmlc.py", "--smoke", "--out=/x"]),
       "ghmlc").batch_size                                   # :smoke, as --smoke gives it
+
+
+def test_level_health_against_chance_and_group_size():
+  """A level is healthy when its loss is below (T / T_base) ln(2B - 1) and it has
+  at least 4 dimensions; one level failing either makes the run unhealthy."""
+  from hmlc_jax.compare import chance_loss, level_health
+  config = dict(temperature=0.1, base_temperature=0.07, batch_size=256)
+  assert chance_loss(config) == pytest.approx(0.1 / 0.07 * np.log(511))     # 8.909
+  result = lambda logged: dict(config=config, linear_probe_accuracy=[0.9, 0.8],
+                               last_logged=logged)
+  good = {"level_loss/0": 7.0, "level_loss/1": 8.0, "level_dims/0": 4.0, "level_dims/1": 60.0}
+  assert level_health(result(good))["healthy"]
+  assert not level_health(result(dict(good, **{"level_loss/1": 8.95})))["healthy"]
+  assert not level_health(result(dict(good, **{"level_dims/0": 3.0})))["healthy"]
+  assert level_health(result({"loss": 7.0}))["levels"] == []           # SupCon: no levels

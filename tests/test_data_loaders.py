@@ -97,9 +97,9 @@ def test_cifar100_streamed_from_a_data_source_equals_the_in_memory_load(tfds_mod
     records = lambda s: ListSource(tfds_module.as_numpy(mock_as_dataset(self, s)))
     return [records(s) for s in split]
 
-  with tfds_module.testing.mock_data(data_dir=cifar_metadata, as_dataset_fn=mock_as_dataset,
-                                     as_data_source_fn=as_data_source):
+  with tfds_module.testing.mock_data(data_dir=cifar_metadata, as_dataset_fn=mock_as_dataset):
     memory = load_dataset(dataset_config(name="cifar100", download=False))
+  with tfds_module.testing.mock_data(as_data_source_fn=as_data_source):
     streamed = load_dataset(dataset_config(name="cifar100", download=False, stream=True))
   assert isinstance(streamed.train_x, LazyImages) and streamed.train_x.shape == (30, 32, 32, 3)
   np.testing.assert_array_equal(streamed.train_y, memory.train_y)

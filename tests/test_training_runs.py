@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.runs import (LOG_EVERY, SCORES, STEPS, checkpoint_steps, command, copy_of,
-                        results, run, run_command, shared_reference, start_command)
+from tests.runs import (EVAL_EVERY, LOG_EVERY, SCORES, STEPS, checkpoint_steps, command,
+                        copy_of, results, run, run_command, shared_reference, start_command)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,11 @@ def test_progress_metrics_and_tensorboard(reference):
   from tensorboard.util import tensor_util
   events = event_accumulator.EventAccumulator(str(Path(workdir) / "tensorboard"))
   events.Reload()                                  # clu writes scalars as tensor summaries
-  assert set(events.Tags()["tensors"]) == set(last) - {"step"}
+  evaluated = {f"eval/{name}/{h}" for name in ("linear_probe_accuracy", "knn_accuracy")
+               for h in range(2)}
+  assert set(events.Tags()["tensors"]) == (set(last) - {"step"}) | evaluated
+  for tag in evaluated:
+    assert [e.step for e in events.Tensors(tag)] == list(range(EVAL_EVERY, STEPS, EVAL_EVERY))
   for tag in ("loss", "level_dims/0", "level_loss/1"):
     series = events.Tensors(tag)
     assert [e.step for e in series] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
@@ -47,9 +51,24 @@ def test_progress_metrics_and_tensorboard(reference):
                                last[tag], rtol=1e-6)
 
 
+def evaluations(workdir):
+  return json.loads((Path(workdir) / "evaluations.json").read_text())["evaluations"]
+
+
+def test_evaluations_during_training(reference):
+  """eval.every_steps=10: the encoder evaluated at steps 10 and 20 (not at the
+  last, which results.json holds), each with every level's scores."""
+  got = evaluations(reference[0])
+  assert [e["step"] for e in got] == list(range(EVAL_EVERY, STEPS, EVAL_EVERY))
+  for e in got:
+    assert len(e["linear_probe_accuracy"]) == len(e["knn_accuracy"]) == 2
+    assert np.isfinite(e["train_loss"])
+  assert got[0]["train_loss"] != got[1]["train_loss"] != results(reference[0])["train_loss"]
+
+
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
   workdir = tmp_path / "killed"
-  proc = start_command("main.py", command(workdir)[2:])
+  proc = start_command("main.py", command(workdir, f"--config.eval.every_steps={EVAL_EVERY}")[2:])
   deadline = time.time() + 240
   while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
     time.sleep(0.02)
@@ -58,12 +77,15 @@ def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
   killed_at = checkpoint_steps(workdir)
   assert killed_at and killed_at[-1] < STEPS, killed_at      # really interrupted mid-training
   assert not (workdir / "results.json").exists()
-  rerun = run(workdir)
+  rerun = run(workdir, f"--config.eval.every_steps={EVAL_EVERY}")
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resuming from the checkpoint at step" in rerun.stderr
   expected, got = results(reference[0]), results(workdir)
   for key in SCORES:
     assert got[key] == expected[key], key
+  for mine, theirs in zip(evaluations(workdir), evaluations(reference[0]), strict=True):
+    for key in ("step", "linear_probe_accuracy", "knn_accuracy", "train_loss"):
+      assert mine[key] == theirs[key], key
 
 
 def test_load_encoder_reproduces_the_evaluated_embeddings(reference):

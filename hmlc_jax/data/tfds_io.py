@@ -205,16 +205,20 @@ def stream_splits(builder: str, display: str, data_dir: Optional[str], download:
   prepare = (f"prepare it as ArrayRecord once: `python -c \"import tensorflow_datasets as "
              f"tfds; tfds.builder('{builder}', file_format='array_record')"
              f".download_and_prepare()\"` (or --config.dataset.stream=False)")
-  if download and not _is_prepared(tfds, builder, data_dir) and not can_reach_downloads():
-    try:                          # tfds.testing.mock_data needs no download
-      _open_sources(tfds, builder, data_dir, image_key, download=False)
-    except (AssertionError, ValueError, NotImplementedError):
-      raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
-                           f"the download servers ({PROBE_HOST[0]}); "
-                           f"{hint or get_data_hint(builder)}") from None
   try:
-    sources, labels = _open_sources(tfds, builder, data_dir, image_key, download)
-  except AssertionError as e:      # "could not find data"
+    try:
+      sources, labels = _open_sources(tfds, builder, data_dir, image_key)
+    except AssertionError:        # "could not find data": prepare it, if allowed
+      if not download:
+        raise
+      if not can_reach_downloads():
+        raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
+                             f"the download servers ({PROBE_HOST[0]}); "
+                             f"{hint or get_data_hint(builder)}") from None
+      distributed.lead_first(f"preparing {display}", lambda: tfds.builder(
+          builder, data_dir=data_dir, file_format="array_record").download_and_prepare())
+      sources, labels = _open_sources(tfds, builder, data_dir, image_key)
+  except AssertionError:
     raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in {where}; "
                          f"{prepare}") from None
   except (NotImplementedError, ValueError) as e:   # prepared as TFRecord: no random access
@@ -239,10 +243,9 @@ def stream_splits(builder: str, display: str, data_dir: Optional[str], download:
   return out
 
 
-def _open_sources(tfds, builder, data_dir, image_key, download):
+def _open_sources(tfds, builder, data_dir, image_key):
   """(sources, the same sources with ``image_key`` left encoded) of train and test."""
-  kwargs = dict(split=["train", "test"], data_dir=data_dir, download=download,
-                builder_kwargs={"file_format": "array_record"} if download else None)
+  kwargs = dict(split=["train", "test"], data_dir=data_dir, download=False)
   return (tfds.data_source(builder, **kwargs),
           tfds.data_source(builder, decoders={image_key: tfds.decode.SkipDecoding()},
                            **kwargs))

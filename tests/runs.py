@@ -110,6 +110,20 @@ def checkpoint_steps(workdir):
   return sorted(int(p) for p in os.listdir(path) if p.isdigit()) if os.path.isdir(path) else []
 
 
+def kill_after_first_checkpoint(args, workdir, timeout=240) -> list:
+  """Starts ``main.py args``, SIGKILLs it once ``workdir`` holds a checkpoint, and
+  returns the checkpoint steps it left."""
+  import signal   # pylint: disable=import-outside-toplevel
+  import time     # pylint: disable=import-outside-toplevel
+  proc = start_command("main.py", args)
+  deadline = time.time() + timeout
+  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.finish().returncode == -signal.SIGKILL
+  return checkpoint_steps(workdir)
+
+
 def shared_reference(tmp_path_factory):
   """``(workdir, stdout, stderr)`` of the session's reference run (read-only)."""
   base = tmp_path_factory.getbasetemp()

@@ -70,10 +70,7 @@ def test_a_streamed_run_killed_and_resumed_equals_the_in_memory_run(tmp_path):
   """configs/folder_ghmlc.py:smoke on one folder tree, 12 steps: decoded at load
   and trained in-process; streamed through main.py, SIGKILLed after its first
   checkpoint (batches read ahead lost with it), then run again: the same numbers."""
-  import os
-  import signal
-  import time
-  from tests.runs import SCORES, checkpoint_steps, results, start_command
+  from tests.runs import SCORES, kill_after_first_checkpoint, results, start_command
   from tests.smoke import run_and_check, smoke_config
   root = write_tree(tmp_path / "tree", per_leaf=6)
   fields = {"dataset.path": root, "dataset.image_size": 16, "num_train_steps": 12,
@@ -85,13 +82,7 @@ def test_a_streamed_run_killed_and_resumed_equals_the_in_memory_run(tmp_path):
           "--config.tensorboard=False", "--config.throughput=False",
           "--config.dataset.stream=True", "--config.dataset.prefetch=4"] + [
               f"--config.{k}={v}" for k, v in fields.items()]
-  proc = start_command("main.py", args)
-  deadline = time.time() + 240
-  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  assert proc.finish().returncode == -signal.SIGKILL
-  killed_at = checkpoint_steps(workdir)
+  killed_at = kill_after_first_checkpoint(args, workdir)
   assert killed_at and killed_at[-1] < 12, killed_at         # really interrupted mid-training
   rerun = start_command("main.py", args).finish()
   assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -2,15 +2,14 @@
 reproduces the uninterrupted results, and `load_encoder` serves the trained model."""
 import json
 import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.runs import (EVAL_EVERY, LOG_EVERY, SCORES, STEPS, checkpoint_steps, command,
-                        copy_of, results, run, run_command, shared_reference, start_command)
+                        copy_of, kill_after_first_checkpoint, results, run, run_command,
+                        shared_reference)
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +67,8 @@ def test_evaluations_during_training(reference):
 
 def test_sigkill_after_first_checkpoint_then_resume(reference, tmp_path):
   workdir = tmp_path / "killed"
-  proc = start_command("main.py", command(workdir, f"--config.eval.every_steps={EVAL_EVERY}")[2:])
-  deadline = time.time() + 240
-  while not checkpoint_steps(workdir) and time.time() < deadline and proc.running():
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  assert proc.finish().returncode == -signal.SIGKILL
-  killed_at = checkpoint_steps(workdir)
+  killed_at = kill_after_first_checkpoint(
+      command(workdir, f"--config.eval.every_steps={EVAL_EVERY}")[2:], workdir)
   assert killed_at and killed_at[-1] < STEPS, killed_at      # really interrupted mid-training
   assert not (workdir / "results.json").exists()
   rerun = run(workdir, f"--config.eval.every_steps={EVAL_EVERY}")
@@ -131,3 +125,24 @@ def test_levels_diagnostic_reports_groups_beside_the_tree(reference, tmp_path):
   assert report["label_depth"] == 2 and report["level_names"] == ["category", "class"]
   assert 1 <= report["groups"] == len(report["components"]) <= 8
   assert json.load(open(os.path.join(workdir, "levels.json")))["groups"] == report["groups"]
+
+
+def test_learning_curve_tool_reads_the_evaluations(reference, tmp_path):
+  """tools/learning_curve.py: steps 10, 20 (evaluations.json) and 30 (results.json),
+  their scores as the run wrote them, and the first step within the tolerance of
+  the finest level's best."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "learning_curve", Path(__file__).resolve().parents[1] / "tools" / "learning_curve.py")
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  curve = tool.read_curve(str(reference[0]))
+  assert curve["steps"] == [10, 20, 30]
+  assert curve["linear_probe_accuracy"][-1] == results(reference[0])["linear_probe_accuracy"]
+  assert curve["knn_accuracy"][0] == evaluations(reference[0])[0]["knn_accuracy"]
+  finest = [a[-1] for a in curve["linear_probe_accuracy"]]
+  best = curve["steps"][finest.index(max(finest))]
+  assert tool.chosen_step(curve, tolerance=0.0) == best
+  assert tool.chosen_step(curve, tolerance=100.0) == 10
+  tool.main([f"--runs=a:{reference[0]}", f"--out={tmp_path}", "--choose"])
+  assert (tmp_path / "curve.png").stat().st_size > 0 and "| a |" in (tmp_path / "curve.md").read_text()

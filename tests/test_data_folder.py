@@ -123,10 +123,21 @@ def break_truncated_image(root):
     f.write(head)
 
 
+def break_truncated_jpeg(root):
+  """A JPEG cut in half: OpenCV would decode it with grey fill; the loader refuses it."""
+  path = os.path.join(root, "train", "animals", "fish", "trout", "2.jpg")
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8)).save(path)
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+
+
 @pytest.mark.parametrize("damage, message", [
     (break_two_depths, "not a tree: .*plants/moss holds images at depth 2"),
     (break_empty_leaf, "empty class folder .*plants/trees/elm"),
     (break_truncated_image, "cannot read image .*trout/1.png"),
+    (break_truncated_jpeg, "cannot read image .*trout/2.jpg: cut short"),
 ])
 def test_bad_folders_are_named(tmp_path, damage, message):
   root = write_tree(tmp_path)

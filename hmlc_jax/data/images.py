@@ -47,11 +47,11 @@ def decode(files: Sequence[str], size: int, channels: int) -> np.ndarray:
   flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
   out = np.empty((len(files), size, size, channels), np.uint8)
   for i, file in enumerate(files):
+    if _truncated_jpeg(file):    # before libjpeg, which would warn on stderr and fill grey
+      raise UserInputError(f"cannot read image {file}: cut short")
     pixels = cv2.imread(file, flag)
-    problem = ("not a decodable image" if pixels is None
-               else "cut short" if _truncated_jpeg(file) else None)
-    if problem:
-      raise UserInputError(f"cannot read image {file}: {problem}")
+    if pixels is None:
+      raise UserInputError(f"cannot read image {file}: not a decodable image")
     if pixels.shape[:2] != (size, size):
       grows = pixels.shape[0] < size or pixels.shape[1] < size
       pixels = cv2.resize(pixels, (size, size),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Optional
 
 import ml_collections
@@ -114,6 +115,31 @@ def _read_without_download(tfds, builder: str, data_dir: Optional[str]):
   return out
 
 
+def _surely_missing(builder: str, data_dir: Optional[str]) -> bool:
+  """Whether ``builder``'s data is surely not there, decided without importing
+  TensorFlow (about 10 s): no folder of it in the data directory, and
+  tensorflow-datasets not imported yet (so no ``tfds.testing.mock_data`` can
+  be serving it)."""
+  where = data_dir or default_data_dir()
+  return ("tensorflow_datasets" not in sys.modules
+          and not os.path.isdir(os.path.join(where, builder)))
+
+
+def _fail_fast_when_missing(builder: str, display: str, data_dir: Optional[str],
+                            download: bool, hint: str) -> None:
+  """The missing-data errors of `read_splits`, raised before TensorFlow is imported
+  when the data is surely missing."""
+  if not _surely_missing(builder, data_dir):
+    return
+  where = data_dir or default_data_dir()
+  if not download:
+    raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
+                         f"{where} and dataset.download is False; {hint}")
+  if not can_reach_downloads():
+    raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
+                         f"the download servers ({PROBE_HOST[0]}); {hint}")
+
+
 def _several_processes() -> bool:
   import jax
   return jax.process_count() > 1
@@ -136,9 +162,10 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
       be) downloaded; without network this comes within seconds, not after
       minutes of download retries.
   """
+  hint = hint or get_data_hint(builder)
+  _fail_fast_when_missing(builder, display, data_dir, download, hint)
   tfds = import_tfds()
   where = data_dir or default_data_dir()
-  hint = hint or get_data_hint(builder)
   if download and not _is_prepared(tfds, builder, data_dir):
     readable = _read_without_download(tfds, builder, data_dir)
     if readable is not None:      # nothing to download (e.g. tfds.testing.mock_data)

@@ -115,6 +115,16 @@ def _read_without_download(tfds, builder: str, data_dir: Optional[str]):
   return out
 
 
+def _unreachable(display: str, where: str, hint: str) -> UserInputError:
+  return UserInputError(f"{display} not found in {where} and this machine cannot reach "
+                        f"the download servers ({PROBE_HOST[0]}); {hint}")
+
+
+def _not_downloading(display: str, builder: str, where: str, hint: str) -> UserInputError:
+  return UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
+                        f"{where} and dataset.download is False; {hint}")
+
+
 def _surely_missing(builder: str, data_dir: Optional[str]) -> bool:
   """Whether ``builder``'s data is surely not there, decided without importing
   TensorFlow (about 10 s): no folder of it in the data directory, and
@@ -133,11 +143,9 @@ def _fail_fast_when_missing(builder: str, display: str, data_dir: Optional[str],
     return
   where = data_dir or default_data_dir()
   if not download:
-    raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
-                         f"{where} and dataset.download is False; {hint}")
+    raise _not_downloading(display, builder, where, hint)
   if not can_reach_downloads():
-    raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
-                         f"the download servers ({PROBE_HOST[0]}); {hint}")
+    raise _unreachable(display, where, hint)
 
 
 def _several_processes() -> bool:
@@ -171,8 +179,7 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
     if readable is not None:      # nothing to download (e.g. tfds.testing.mock_data)
       return readable
     if not can_reach_downloads():
-      raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
-                           f"the download servers ({PROBE_HOST[0]}); {hint}")
+      raise _unreachable(display, where, hint)
   try:
     if download and _several_processes():
       # One download into the shared data_dir: process 0's; the others wait.
@@ -185,8 +192,7 @@ def read_splits(builder: str, display: str, data_dir: Optional[str], download: b
     # download=False and no prepared data: tfds asserts "could not find data".
     if "could not find data" not in str(e):
       raise
-    raise UserInputError(f"{display} (tensorflow-datasets '{builder}') not found in "
-                         f"{where} and dataset.download is False; {hint}") from None
+    raise _not_downloading(display, builder, where, hint) from None
   except (OSError, tfds.download.DownloadError) as e:
     # Offline: requests' ConnectionError (an OSError) from inside the download.
     raise UserInputError(f"{display} not found in {where} and downloading it failed "
@@ -239,9 +245,7 @@ def stream_splits(builder: str, display: str, data_dir: Optional[str], download:
       if not download:
         raise
       if not can_reach_downloads():
-        raise UserInputError(f"{display} not found in {where} and this machine cannot reach "
-                             f"the download servers ({PROBE_HOST[0]}); "
-                             f"{hint or get_data_hint(builder)}") from None
+        raise _unreachable(display, where, hint or get_data_hint(builder)) from None
       distributed.lead_first(f"preparing {display}", lambda: tfds.builder(
           builder, data_dir=data_dir, file_format="array_record").download_and_prepare())
       sources, labels = _open_sources(tfds, builder, data_dir, image_key)

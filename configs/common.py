@@ -67,7 +67,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
       batch_size=512, probe_epochs=30, probe_learning_rate=1e-3, probe_batch_size=512,
       probe_weight_decays=(0.0, 1e-4, 1e-3, 1e-2), probe_val_fraction=0.1,
       knn_k=20, knn_temperature=0.07,
-      every_steps=0))               # > 0: also evaluate every so many steps (evaluations.json)
+      every_steps=0,                # > 0: also evaluate every so many steps (evaluations.json)
+      feature_dir=""))              # streamed sets: training features' file here ("": $TMPDIR)
   c.nan_policy = "stop"              # a non-finite step: stop | skip (drop that update)
   c.max_skips = 5                   # skip: stop after this many non-finite steps in a row
   c.inject_nonfinite_at_step = -1   # testing: make this step's gradient non-finite

@@ -1,16 +1,19 @@
 """Evaluation of a frozen encoder: linear probe, kNN, consistency, variance, silhouette.
 
 All per level, coarsest first. The linear probe is softmax regression on
-standardised representations, trained with Adam in one jitted program for a
-grid of weight decays at once; the weight decay and the number of epochs are
-chosen on a validation split held out from the training set, the probe is
-then refitted on the whole training set with those values, and the test set
-is scored once.
+standardised representations, trained with Adam for a grid of weight decays
+at once; the weight decay and the number of epochs are chosen on a validation
+split held out from the training set, the probe is then refitted on the whole
+training set with those values, and the test set is scored once. The probe
+and kNN read the training features block by block from a feature table
+(`hmlc_jax.features`), so a streamed data set's features can stay on disk.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Dict, List, Optional, Sequence, Tuple
+import tempfile
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -18,31 +21,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from hmlc_jax.data import Dataset, augment
-
-
-def extract_features(model, variables, inputs: np.ndarray, kind: str, batch_size: int,
-                     keep: Sequence[str] = ("representation", "embedding")
-                     ) -> Dict[str, np.ndarray]:
-  """Eval-mode ``representation`` [N, R] and ``embedding`` [N, D] (float32, host),
-  those named in ``keep``. ``inputs`` is read batch by batch (a streamed data
-  set's images are decoded per batch; only the features are held).
-
-  Batches are padded to ``batch_size`` so the jitted function compiles once.
-  """
-  @jax.jit
-  def apply(x):
-    out = model.apply(variables, augment.prepare_eval(x, kind), train=False)
-    return {name: out[name] for name in keep}
-
-  parts = {name: [] for name in keep}
-  for start in range(0, len(inputs), batch_size):
-    chunk = inputs[start:start + batch_size]
-    pad = batch_size - len(chunk)
-    padded = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)]) if pad else chunk
-    for name, value in jax.device_get(apply(padded)).items():
-      parts[name].append(value[:len(chunk)])
-  return {name: np.concatenate(values) for name, values in parts.items()}
+from hmlc_jax import features
+from hmlc_jax.data import Dataset
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -91,7 +71,6 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...
 
 
 TOP_K = 5      # classes ranked per example for the hierarchical distance@k
-UNIT_ROWS_CHUNK = 8192   # rows normalised at a time
 
 
 def top_classes(scores: jnp.ndarray, k: int) -> jnp.ndarray:
@@ -105,117 +84,162 @@ def top_classes(scores: jnp.ndarray, k: int) -> jnp.ndarray:
   return jnp.stack(picks, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size", "top_k"))
-def fit_softmax_regression(features, labels, weights, eval_features, eval_labels, eval_valid,
-                           weight_decays, key, *, num_classes: int, epochs: int,
-                           batch_size: int, learning_rate: float, top_k: int = 1):
-  """Adam-trained softmax regression, one model per weight decay, scored every epoch.
+def probe_loss(params, x, y, w, wd):
+  """Weighted mean cross-entropy of softmax regression plus ``wd / 2 * ||W||^2``."""
+  logits = x @ params["w"] + params["b"]
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  return jnp.sum(w * nll) / jnp.maximum(jnp.sum(w), 1.0) + 0.5 * wd * jnp.sum(params["w"] ** 2)
+
+
+@functools.partial(jax.jit, static_argnames=("learning_rate",))
+def probe_steps(state, x, y, w, weight_decays, mean, std, *, learning_rate: float):
+  """Adam steps of every probe (one per weight decay) on the same batches.
 
   Args:
-    features: float32 ``[N, R]``; labels int32 ``[N]``.
-    weights: float32 ``[N]``, 1 for the rows that train the probe, 0 for held-out
-      rows (so that the selection fit and the final fit share one compilation).
-    eval_features, eval_labels: the split scored after every epoch ``[M, R]``, ``[M]``.
-    eval_valid: bool ``[M]``, False for padding rows.
-    weight_decays: float32 ``[G]`` L2 penalties (``wd / 2 * ||W||^2``).
+    state: (params, Adam state), each leaf with a leading axis of size ``G``.
+    x: float32 ``[S, B, R]`` raw features of ``S`` batches, standardised here
+      as ``(x - mean) / std``; y: int ``[S, B]``; w: float32 ``[S, B]`` row weights.
+    weight_decays: float32 ``[G]``.
 
   Returns:
-    (accuracy ``[G, epochs]`` on the valid eval rows after each epoch, the
-    ``min(top_k, num_classes)`` best classes ``[G, epochs, M, k]``, best
-    first: the prediction is ``[..., 0]``).
+    the state after the ``S`` steps.
   """
-  n, r = features.shape
-  steps = n // batch_size
   tx = optax.adam(learning_rate)
 
-  def loss(params, x, y, w, wd):
-    logits = x @ params["w"] + params["b"]
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(w * nll) / jnp.maximum(jnp.sum(w), 1.0) + 0.5 * wd * jnp.sum(params["w"] ** 2)
+  def one_model(state, wd):
+    def step(state, batch):
+      params, opt = state
+      xb, yb, wb = batch
+      grads = jax.grad(probe_loss)(params, (xb - mean) / std, yb, wb, wd)
+      updates, opt = tx.update(grads, opt, params)
+      return (optax.apply_updates(params, updates), opt), None
+    return jax.lax.scan(step, state, (x, y, w))[0]
 
-  def one_model(wd):
-    params = {"w": jnp.zeros((r, num_classes)), "b": jnp.zeros((num_classes,))}
-
-    def epoch(carry, epoch_key):
-      params, opt = carry
-      order = jax.random.permutation(epoch_key, n)[:steps * batch_size].reshape(steps, -1)
-
-      def step(carry, idx):
-        params, opt = carry
-        grads = jax.grad(loss)(params, features[idx], labels[idx], weights[idx], wd)
-        updates, opt = tx.update(grads, opt, params)
-        return (optax.apply_updates(params, updates), opt), None
-
-      (params, opt), _ = jax.lax.scan(step, (params, opt), order)
-      logits = eval_features @ params["w"] + params["b"]
-      top = top_classes(logits, min(top_k, num_classes))
-      correct = jnp.sum((top[:, 0] == eval_labels) & eval_valid) / jnp.sum(eval_valid)
-      return (params, opt), (correct, top)
-
-    _, out = jax.lax.scan(epoch, (params, tx.init(params)), jax.random.split(key, epochs))
-    return out
-
-  return jax.vmap(one_model)(weight_decays)
+  return jax.vmap(one_model)(state, weight_decays)
 
 
-def _padded(x: np.ndarray, rows: int) -> np.ndarray:
-  return np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)])
+@functools.partial(jax.jit, static_argnames=("k",))
+def probe_top(params, x, mean, std, *, k: int):
+  """int32 ``[G, n, k]``: every probe's ``k`` best classes of the rows ``x`` ``[n, R]``."""
+  x = (x - mean) / std
+  return jax.vmap(lambda p: top_classes(x @ p["w"] + p["b"], k))(params)
+
+
+def as_table(x):
+  """A feature table (`hmlc_jax.features`) as it is, an array as an `ArrayTable`."""
+  return x if hasattr(x, "block") else features.ArrayTable(x)
+
+
+def probe_epochs(train, labels, weights, weight_decays, key, *, num_classes: int,
+                 epochs: int, batch_size: int, learning_rate: float,
+                 scale: Tuple[np.ndarray, np.ndarray]) -> Iterator[dict]:
+  """Trains one softmax regression per weight decay with Adam; yields their
+  parameters (leading axis ``G``) after each epoch.
+
+  Every epoch draws a permutation of the ``N`` training rows from its own key
+  (``jax.random.split(key, epochs)``) and takes ``N // batch_size`` batches of
+  it; the rows of a few batches (`features.BLOCK_BYTES`) are gathered from the
+  table at a time, so the features need not be in memory.
+
+  Args:
+    train: feature table ``[N, R]`` (raw; ``scale`` = (mean, std) standardises).
+    labels: int ``[N]``; weights: float32 ``[N]``, 1 for the rows that train the
+      probe, 0 for held-out rows.
+    weight_decays: float ``[G]`` L2 penalties (``wd / 2 * ||W||^2``).
+  """
+  n, dim = len(train), train.dim
+  steps = n // batch_size
+  per_call = max(1, features.block_rows(dim) // batch_size)
+  params = {"w": jnp.zeros((len(weight_decays), dim, num_classes)),
+            "b": jnp.zeros((len(weight_decays), num_classes))}
+  state = (params, jax.vmap(optax.adam(learning_rate).init)(params))
+  weight_decays = jnp.asarray(weight_decays, jnp.float32)
+  for epoch_key in jax.random.split(key, epochs):
+    order = np.asarray(jax.random.permutation(epoch_key, n))[:steps * batch_size]
+    order = order.reshape(steps, batch_size)
+    for s in range(0, steps, per_call):
+      rows = order[s:s + per_call]
+      state = probe_steps(state, train.take(rows), labels[rows], weights[rows], weight_decays,
+                          *scale, learning_rate=learning_rate)
+    yield state[0]
+
+
+def probe_predictions(params, table, rows: np.ndarray, scale, k: int) -> np.ndarray:
+  """int32 ``[G, len(rows), k]``: every probe's best classes for the table's ``rows``."""
+  per_call = features.block_rows(table.dim)
+  return np.concatenate([np.asarray(probe_top(params, table.take(rows[s:s + per_call]), *scale,
+                                              k=k))
+                         for s in range(0, len(rows), per_call)], axis=1)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
-                 config: ml_collections.ConfigDict, seed: int, top_k: int = 1) -> Dict:
+                 config: ml_collections.ConfigDict, seed: int, top_k: int = 1,
+                 scale: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Dict:
   """Chooses weight decay and epochs on a validation split, then scores test once.
 
-  The selection fit trains on the training rows outside the validation split
-  and scores the validation rows after every epoch. The final fit trains on
-  every training row with the same data order; its state after the chosen
-  number of epochs (with the chosen weight decay) scores the test split.
+  The selection fit (`probe_epochs`) trains on the training rows outside the
+  validation split and scores the validation rows after every epoch. The
+  final fit trains on every training row with the same data order; its state
+  after the chosen number of epochs (with the chosen weight decay) scores the
+  test split.
 
   Args:
-    train_x, test_x: standardised features ``[N, R]``, ``[M, R]``.
+    train_x, test_x: features ``[N, R]``, ``[M, R]`` (arrays or feature tables).
     train_y, test_y: int labels of one level.
+    scale: (mean, std) float32 ``[R]``: the probe sees ``(x - mean) / std``
+      (None: the features are used as they are).
 
   Returns:
     ``accuracy`` (test), ``predictions`` [M], ``top`` [M, k] (the
     ``top_k`` best classes, best first), ``weight_decay``, ``epochs``,
     ``val_accuracy`` (of the chosen setting).
   """
+  train, test = as_table(train_x), as_table(test_x)
+  if scale is None:
+    scale = (np.zeros(train.dim, np.float32), np.ones(train.dim, np.float32))
   rng = np.random.default_rng(seed)
-  n_val = max(1, int(round(config.probe_val_fraction * len(train_x))))
-  val = rng.permutation(len(train_x))[:n_val]
-  fit_weights = np.ones(len(train_x), np.float32)
+  n_val = max(1, int(round(config.probe_val_fraction * len(train))))
+  val = rng.permutation(len(train))[:n_val]
+  fit_weights = np.ones(len(train), np.float32)
   fit_weights[val] = 0.0
-  rows = max(n_val, len(test_x))
-  valid = lambda n: np.arange(rows) < n
-  run = functools.partial(
-      fit_softmax_regression, train_x, train_y,
-      weight_decays=jnp.asarray(config.probe_weight_decays, jnp.float32),
+  fit = functools.partial(
+      probe_epochs, train, np.asarray(train_y), weight_decays=config.probe_weight_decays,
       key=jax.random.key(seed), num_classes=num_classes, epochs=config.probe_epochs,
-      batch_size=min(config.probe_batch_size, len(train_x)),
-      learning_rate=config.probe_learning_rate, top_k=top_k)
-  val_acc, _ = run(fit_weights, _padded(train_x[val], rows), _padded(train_y[val], rows),
-                   valid(n_val))
-  val_acc = np.asarray(val_acc)
+      batch_size=min(config.probe_batch_size, len(train)),
+      learning_rate=config.probe_learning_rate, scale=scale)
+  val_acc = np.stack([
+      np.mean(probe_predictions(params, train, val, scale, 1)[..., 0] == train_y[val], axis=1)
+      for params in fit(fit_weights)], axis=1)                  # [G, epochs]
   g, e = np.unravel_index(np.argmax(val_acc), val_acc.shape)   # first best: fewest epochs
-  test_acc, preds = run(np.ones(len(train_x), np.float32), _padded(test_x, rows),
-                        _padded(test_y, rows), valid(len(test_x)))
-  top = np.asarray(preds[g, e, :len(test_x)])
-  return {"accuracy": float(test_acc[g, e]), "predictions": top[:, 0], "top": top,
-          "weight_decay": float(config.probe_weight_decays[g]), "epochs": int(e) + 1,
-          "val_accuracy": float(val_acc[g, e])}
+  for epoch, params in enumerate(fit(np.ones(len(train), np.float32)), start=1):
+    if epoch == e + 1:
+      break                                                     # the chosen state
+  top = probe_predictions(params, test, np.arange(len(test)), scale,
+                          min(top_k, num_classes))[g]
+  return {"accuracy": float(np.mean(top[:, 0] == test_y)), "predictions": top[:, 0],
+          "top": top, "weight_decay": float(config.probe_weight_decays[g]),
+          "epochs": int(e) + 1, "val_accuracy": float(val_acc[g, e])}
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def knn_neighbours(train_feats, query_feats, *, k: int):
-  """The ``k`` nearest training rows of each query by cosine similarity.
+def knn_merge(sims, neighbours, train_unit, query_unit, offset, *, k: int):
+  """The running ``k`` nearest training rows of each query, updated with a block.
 
   Args:
-    train_feats: L2-normalised ``[N, R]``; query_feats: L2-normalised ``[M, R]``.
+    sims, neighbours: the best so far, float32 and int32 ``[M, k]``, nearest
+      first (-inf similarity: none yet).
+    train_unit: L2-normalised training rows ``[n, R]``, the table's rows
+      ``offset ...``; query_unit: L2-normalised ``[M, R]``.
 
   Returns:
-    (similarities ``[M, k]``, training-row indices int32 ``[M, k]``), nearest first.
+    (similarities ``[M, k]``, training-row indices int32 ``[M, k]``), nearest
+    first; ties to the lower index, as one `jax.lax.top_k` over all rows.
   """
-  return jax.lax.top_k(query_feats @ train_feats.T, k)
+  block_sims, block_rows = jax.lax.top_k(query_unit @ train_unit.T, min(k, len(train_unit)))
+  sims = jnp.concatenate([sims, block_sims], axis=1)
+  rows = jnp.concatenate([neighbours, block_rows.astype(jnp.int32) + offset], axis=1)
+  best_sims, pick = jax.lax.top_k(sims, k)
+  return best_sims, jnp.take_along_axis(rows, pick, axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "top_k"))
@@ -227,34 +251,57 @@ def knn_vote(sims, neighbour_labels, *, num_classes: int, temperature: float, to
   return top_classes(votes.sum(axis=1), min(top_k, num_classes))
 
 
+KNN_QUERIES = 1024       # test rows compared with a block of training rows at a time
+
+
+def knn_neighbours(train_x, test_x, k: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The ``k`` nearest training rows of every test row by cosine similarity.
+
+  Args:
+    train_x: raw features ``[N, R]`` (an array or a feature table, read once,
+      block by block); test_x: raw features ``[M, R]``.
+
+  Returns:
+    (similarities float32 ``[M, k]``, training-row indices int32 ``[M, k]``),
+    nearest first.
+  """
+  query = unit_rows(test_x).astype(np.float32)
+  sims = np.full((len(query), k), -np.inf, np.float32)
+  neighbours = np.zeros((len(query), k), np.int32)
+  for start, rows in features.blocks(as_table(train_x)):
+    train_unit = jnp.asarray(unit_rows(rows).astype(np.float32))
+    for s in range(0, len(query), KNN_QUERIES):
+      part = slice(s, s + KNN_QUERIES)
+      best = knn_merge(sims[part], neighbours[part], train_unit, query[part], start, k=k)
+      sims[part], neighbours[part] = jax.device_get(best)
+  return sims, neighbours
+
+
 def knn_accuracies(train_x, train_y, test_x, test_y, num_classes: Sequence[int],
                    config: ml_collections.ConfigDict) -> list:
   """Weighted-kNN test accuracy of every level, on cosine similarity of raw
   representations; the neighbours are found once and vote at each level.
 
   Args:
-    train_x, test_x: ``[N, R]``, ``[M, R]``; train_y, test_y: int ``[N, H]``, ``[M, H]``.
+    train_x, test_x: ``[N, R]`` (an array or a feature table), ``[M, R]``;
+      train_y, test_y: int ``[N, H]``, ``[M, H]``.
     num_classes: ``H`` class counts.
 
   Returns:
     ``H`` accuracies (floats), and the finest level's best classes ``[M, k]``.
   """
-  train_u = jnp.asarray(np.concatenate([unit_rows(train_x[s:s + UNIT_ROWS_CHUNK]).astype(
-      np.float32) for s in range(0, len(train_x), UNIT_ROWS_CHUNK)]))   # no float64 copy of all
-  test_u = unit_rows(test_x).astype(np.float32)
-  k = min(config.knn_k, len(train_x))
+  sims, neighbours = knn_neighbours(train_x, test_x, min(config.knn_k, len(train_x)))
   correct = np.zeros(len(num_classes))
   finest = []
-  for s in range(0, len(test_u), 1024):
-    sims, idx = knn_neighbours(train_u, test_u[s:s + 1024], k=k)
-    idx = np.asarray(idx)
+  for s in range(0, len(sims), KNN_QUERIES):
+    part = slice(s, s + KNN_QUERIES)
     for h, classes in enumerate(num_classes):
-      top = np.asarray(knn_vote(sims, train_y[idx, h], num_classes=classes,
+      top = np.asarray(knn_vote(sims[part], train_y[neighbours[part], h], num_classes=classes,
                                 temperature=config.knn_temperature,
                                 top_k=TOP_K if h == len(num_classes) - 1 else 1))
-      correct[h] += np.sum(top[:, 0] == test_y[s:s + 1024, h])
+      correct[h] += np.sum(top[:, 0] == test_y[part, h])
     finest.append(top)
-  return [float(c / len(test_u)) for c in correct], np.concatenate(finest)
+  return [float(c / len(sims)) for c in correct], np.concatenate(finest)
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, num_classes: int,
@@ -369,27 +416,48 @@ def embedding_variance(embeddings: np.ndarray) -> float:
 
 def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.ConfigDict,
                      seed: int) -> Dict:
-  """All evaluation numbers of a frozen encoder for ``results.json``."""
-  train = extract_features(model, variables, data.train_x, data.kind, config.batch_size,
-                           keep=("representation",))
-  test = extract_features(model, variables, data.test_x, data.kind, config.batch_size)
-  train_r, test_r = standardize(train["representation"], test["representation"])
+  """All evaluation numbers of a frozen encoder for ``results.json``.
+
+  The training split's representations are computed once into a feature table
+  (`hmlc_jax.features`): in memory, or, for a streamed data set (inputs not
+  held in memory), in a file in ``config.feature_dir`` (default: the system's
+  temporary folder) that is deleted afterwards; the probe and kNN read it in
+  blocks. The test split's features are held in memory.
+  """
+  streamed = not isinstance(data.train_x, np.ndarray)
+  with contextlib.ExitStack() as stack:
+    directory = stack.enter_context(tempfile.TemporaryDirectory(
+        prefix="hmlc_features_", dir=config.get("feature_dir") or None)) if streamed else None
+    train = features.table_of(model, variables, data.train_x, data.kind, config.batch_size,
+                              "representation", directory)
+    stack.callback(train.close)
+    test = features.extract_features(model, variables, data.test_x, data.kind,
+                                     config.batch_size)
+    return scores_of(train, test, data, config, seed)
+
+
+def scores_of(train, test: Dict[str, np.ndarray], data: Dataset,
+              config: ml_collections.ConfigDict, seed: int) -> Dict:
+  """`evaluate_encoder`'s numbers from the training representations (a feature
+  table) and the test split's ``representation`` and ``embedding``."""
+  scale = features.mean_std(train)
   finest = data.num_levels - 1                 # ranks TOP_K classes, for hdist@k
-  probes = [linear_probe(train_r, data.train_y[:, h], test_r, data.test_y[:, h], classes,
-                         config, seed + h, TOP_K if h == finest else 1)
+  probe = functools.partial(linear_probe, train, test_x=test["representation"], config=config,
+                            scale=scale)
+  probes = [probe(train_y=data.train_y[:, h], test_y=data.test_y[:, h], num_classes=classes,
+                  seed=seed + h, top_k=TOP_K if h == finest else 1)
             for h, classes in enumerate(data.num_classes)]
-  knn, knn_top = knn_accuracies(train["representation"], data.train_y, test["representation"],
-                                data.test_y, data.num_classes, config)
-  extra = {name: linear_probe(train_r, train_y, test_r, test_y, classes, config,
-                              seed + data.num_levels + i)["accuracy"]
+  knn, knn_top = knn_accuracies(train, data.train_y, test["representation"], data.test_y,
+                                data.num_classes, config)
+  extra = {name: probe(train_y=train_y, test_y=test_y, num_classes=classes,
+                       seed=seed + data.num_levels + i)["accuracy"]
            for i, (name, (train_y, test_y, classes)) in enumerate(data.extra_labels.items())}
   return {
       "linear_probe_accuracy": [p["accuracy"] for p in probes],
       "linear_probe_balanced_accuracy": [
           balanced_accuracy(data.test_y[:, h], p["predictions"]) for h, p in enumerate(probes)],
       "extra_probe_accuracy": extra,
-      "silhouette": silhouette_per_level(test["embedding"], data.test_y,
-                                                  seed=seed),
+      "silhouette": silhouette_per_level(test["embedding"], data.test_y, seed=seed),
       "linear_probe_val_accuracy": [p["val_accuracy"] for p in probes],
       "linear_probe_settings": [{"weight_decay": p["weight_decay"], "epochs": p["epochs"]}
                                 for p in probes],

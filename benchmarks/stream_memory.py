@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ def peak_rss_mb(folder: str, stream: bool, steps: int, workdir: str) -> dict:
              f"--config.dataset.stream={stream}", f"--config.num_train_steps={steps}",
              "--config.tensorboard=False", "--config.progress_bar=False",
              "--config.throughput=False", f"--workdir={workdir}", "--overwrite"]
+  shutil.rmtree(workdir, ignore_errors=True)     # an old run's checkpoints would end the sampling
   start = time.perf_counter()
   proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
@@ -80,6 +82,8 @@ def peak_rss_mb(folder: str, stream: bool, steps: int, workdir: str) -> dict:
   wall = time.perf_counter() - start
   if proc.returncode != 0:
     raise SystemExit(err[-3000:])
+  if not training_peak:
+    raise SystemExit(f"no sample of the training process's memory was taken ({workdir})")
   kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
   return {"training_peak_rss_mb": training_peak, "run_peak_rss_mb": kb / 1024,
           "wall_seconds": wall}

@@ -44,7 +44,7 @@ def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points:
   """Mean silhouette (cosine distance) of the label clusters, per level.
 
   Args:
-    embeddings: float ``[M, D]``.
+    embeddings: float ``[M, D]`` (an array or a feature table).
     labels: int ``[M, H]``.
     max_points: silhouette is O(M^2): score a random subset of this size.
 
@@ -54,7 +54,7 @@ def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points:
   """
   from sklearn.metrics import silhouette_score
   rows = subsample(len(embeddings), max_points, seed)
-  unit = unit_rows(embeddings[rows])
+  unit = unit_rows(as_table(embeddings).take(rows))
   scores = []
   for level in range(labels.shape[1]):
     y = labels[rows, level]
@@ -258,21 +258,25 @@ def knn_neighbours(train_x, test_x, k: int) -> Tuple[np.ndarray, np.ndarray]:
   """The ``k`` nearest training rows of every test row by cosine similarity.
 
   Args:
-    train_x: raw features ``[N, R]`` (an array or a feature table, read once,
-      block by block); test_x: raw features ``[M, R]``.
+    train_x, test_x: raw features ``[N, R]``, ``[M, R]`` (arrays or feature
+      tables): the training rows are read once, a block at a time, and each
+      block is compared with every test row, `KNN_QUERIES` at a time.
 
   Returns:
     (similarities float32 ``[M, k]``, training-row indices int32 ``[M, k]``),
     nearest first.
   """
-  query = unit_rows(test_x).astype(np.float32)
-  sims = np.full((len(query), k), -np.inf, np.float32)
-  neighbours = np.zeros((len(query), k), np.int32)
-  for start, rows in features.blocks(as_table(train_x)):
+  train, test = as_table(train_x), as_table(test_x)
+  sims = np.full((len(test), k), -np.inf, np.float32)
+  neighbours = np.zeros((len(test), k), np.int32)
+  rows_per_block = min(features.block_rows(train.dim),   # and [queries, rows] similarities
+                       max(1, features.BLOCK_BYTES // (4 * KNN_QUERIES)))
+  for start, rows in features.blocks(train, rows_per_block):
     train_unit = jnp.asarray(unit_rows(rows).astype(np.float32))
-    for s in range(0, len(query), KNN_QUERIES):
-      part = slice(s, s + KNN_QUERIES)
-      best = knn_merge(sims[part], neighbours[part], train_unit, query[part], start, k=k)
+    for s, queries in features.blocks(test, KNN_QUERIES):
+      part = slice(s, s + len(queries))
+      best = knn_merge(sims[part], neighbours[part], train_unit,
+                       unit_rows(queries).astype(np.float32), start, k=k)
       sims[part], neighbours[part] = jax.device_get(best)
   return sims, neighbours
 
@@ -409,37 +413,40 @@ def class_paths_of(*label_sets: np.ndarray) -> np.ndarray:
   return paths
 
 
-def embedding_variance(embeddings: np.ndarray) -> float:
-  """Trace of the covariance of L2-normalised embeddings ``[N, D]`` (in [0, 1])."""
-  return float(np.sum(np.var(unit_rows(embeddings), axis=0)))
+def embedding_variance(embeddings) -> float:
+  """Trace of the covariance of L2-normalised embeddings ``[N, D]`` (an array or a
+  feature table, read block by block; in [0, 1])."""
+  return float(np.sum(features.moments(as_table(embeddings), unit_rows)[1]))
 
 
 def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.ConfigDict,
                      seed: int) -> Dict:
   """All evaluation numbers of a frozen encoder for ``results.json``.
 
-  The training split's representations are computed once into a feature table
+  Each split's features are computed once into feature tables
   (`hmlc_jax.features`): in memory, or, for a streamed data set (inputs not
-  held in memory), in a file in ``config.feature_dir`` (default: the system's
-  temporary folder) that is deleted afterwards; the probe and kNN read it in
-  blocks. The test split's features are held in memory.
+  held in memory), in files in ``config.feature_dir`` (default: the system's
+  temporary folder) deleted afterwards. Every metric reads them in blocks, so
+  a streamed run's evaluation holds no array that grows with the data set.
   """
   streamed = not isinstance(data.train_x, np.ndarray)
   with contextlib.ExitStack() as stack:
     directory = stack.enter_context(tempfile.TemporaryDirectory(
         prefix="hmlc_features_", dir=config.get("feature_dir") or None)) if streamed else None
-    train = features.table_of(model, variables, data.train_x, data.kind, config.batch_size,
-                              "representation", directory)
-    stack.callback(train.close)
-    test = features.extract_features(model, variables, data.test_x, data.kind,
-                                     config.batch_size)
-    return scores_of(train, test, data, config, seed)
+    extract = functools.partial(features.tables_of, model, variables, kind=data.kind,
+                                batch_size=config.batch_size, directory=directory)
+    train = extract(data.train_x, keep=("representation",), prefix="train_")
+    stack.callback(train["representation"].close)
+    test = extract(data.test_x, keep=("representation", "embedding"), prefix="test_")
+    for table in test.values():
+      stack.callback(table.close)
+    return scores_of(train["representation"], test, data, config, seed)
 
 
-def scores_of(train, test: Dict[str, np.ndarray], data: Dataset,
-              config: ml_collections.ConfigDict, seed: int) -> Dict:
-  """`evaluate_encoder`'s numbers from the training representations (a feature
-  table) and the test split's ``representation`` and ``embedding``."""
+def scores_of(train, test: Dict, data: Dataset, config: ml_collections.ConfigDict,
+              seed: int) -> Dict:
+  """`evaluate_encoder`'s numbers from the feature tables of the training
+  representations and of the test split's ``representation`` and ``embedding``."""
   scale = features.mean_std(train)
   finest = data.num_levels - 1                 # ranks TOP_K classes, for hdist@k
   probe = functools.partial(linear_probe, train, test_x=test["representation"], config=config,

@@ -10,14 +10,14 @@ cache and not the process's resident set.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from hmlc_jax.data import augment
 
-BLOCK_BYTES = 16 << 20      # rows read (or gathered) at a time: this many bytes of features
+BLOCK_BYTES = 8 << 20       # rows read (or gathered) at a time: this many bytes of features
 
 
 def feature_batches(model, variables, inputs, kind: str, batch_size: int,
@@ -40,27 +40,16 @@ def feature_batches(model, variables, inputs, kind: str, batch_size: int,
     yield {name: value[:len(chunk)] for name, value in jax.device_get(apply(padded)).items()}
 
 
-def extract_features(model, variables, inputs, kind: str, batch_size: int,
-                     keep: Sequence[str] = ("representation", "embedding")
-                     ) -> Dict[str, np.ndarray]:
-  """`feature_batches` concatenated: ``{name: float32 [N, ...]}``."""
-  parts = {name: [] for name in keep}
-  for batch in feature_batches(model, variables, inputs, kind, batch_size, keep):
-    for name, value in batch.items():
-      parts[name].append(value)
-  return {name: np.concatenate(values) for name, values in parts.items()}
-
-
 def block_rows(dim: int, at_least: int = 1) -> int:
   """Rows of ``dim`` float32 features in `BLOCK_BYTES` (at least ``at_least``)."""
   return max(at_least, BLOCK_BYTES // (4 * dim))
 
 
 class ArrayTable:
-  """float32 feature rows ``[N, R]`` held in memory."""
+  """Feature rows ``[N, R]`` held in memory (float32 from the encoder)."""
 
   def __init__(self, rows: np.ndarray):
-    self.array = np.asarray(rows, np.float32)
+    self.array = np.asarray(rows)
     self.dim = self.array.shape[1]
 
   def __len__(self) -> int:
@@ -122,33 +111,46 @@ def blocks(table, rows: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]
     yield start, table.block(start, start + rows)
 
 
-def mean_std(table) -> Tuple[np.ndarray, np.ndarray]:
-  """Per-feature mean and standard deviation (+1e-6), float32 ``[R]`` each: in
-  float64, each block's mean and sum of squared deviations merged into the
-  running ones (Chan et al.'s pairwise update), one pass over the table."""
+def moments(table, transform: Callable[[np.ndarray], np.ndarray] = lambda rows: rows
+            ) -> Tuple[np.ndarray, np.ndarray]:
+  """Per-feature mean and variance (float64 ``[R]``) of ``transform(rows)``: each
+  block's mean and sum of squared deviations merged into the running ones in
+  float64 (Chan et al.'s pairwise update), one pass over the table."""
   count, mean, m2 = 0, np.zeros(table.dim), np.zeros(table.dim)
   for _, rows in blocks(table):
-    rows = rows.astype(np.float64)
+    rows = np.asarray(transform(rows), np.float64)
     n, block_mean = len(rows), rows.mean(axis=0)
     delta = block_mean - mean
     m2 += np.square(rows - block_mean).sum(axis=0) + np.square(delta) * count * n / (count + n)
     mean += delta * n / (count + n)
     count += n
-  return mean.astype(np.float32), (np.sqrt(m2 / count) + 1e-6).astype(np.float32)
+  return mean, m2 / count
 
 
-def table_of(model, variables, inputs, kind: str, batch_size: int, name: str,
-             directory: Optional[str]):
-  """The ``name`` features of ``inputs`` as a table: a `FileTable` in ``directory``
-  (written batch by batch, never all in memory), or an `ArrayTable` when None."""
-  batches = feature_batches(model, variables, inputs, kind, batch_size, (name,))
+def mean_std(table) -> Tuple[np.ndarray, np.ndarray]:
+  """Per-feature mean and standard deviation (+1e-6), float32 ``[R]`` each (`moments`)."""
+  mean, var = moments(table)
+  return mean.astype(np.float32), (np.sqrt(var) + 1e-6).astype(np.float32)
+
+
+def tables_of(model, variables, inputs, kind: str, batch_size: int, keep: Sequence[str],
+              directory: Optional[str] = None, prefix: str = "") -> Dict[str, object]:
+  """The ``keep`` features of ``inputs`` (`feature_batches`), one table each:
+  `FileTable` files ``directory/PREFIXNAME.f32`` written batch by batch (never
+  all in memory), or `ArrayTable` when ``directory`` is None."""
   if directory is None:
-    return ArrayTable(np.concatenate([batch[name] for batch in batches]))
-  table = None
-  for batch in batches:
-    if table is None:
-      table = FileTable(os.path.join(directory, f"{name}.f32"), batch[name].shape[1])
-    table.append(batch[name])
-  if table is None:
+    parts = {name: [] for name in keep}
+    for batch in feature_batches(model, variables, inputs, kind, batch_size, keep):
+      for name in keep:
+        parts[name].append(batch[name])
+    return {name: ArrayTable(np.concatenate(values)) for name, values in parts.items()}
+  tables = {}
+  for batch in feature_batches(model, variables, inputs, kind, batch_size, keep):
+    for name in keep:
+      if name not in tables:
+        tables[name] = FileTable(os.path.join(directory, f"{prefix}{name}.f32"),
+                                 batch[name].shape[1])
+      tables[name].append(batch[name])
+  if len(tables) != len(keep):
     raise ValueError("no rows to extract features from")
-  return table
+  return tables

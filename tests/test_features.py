@@ -66,6 +66,22 @@ def test_probe_and_knn_read_in_small_blocks_from_a_file_equal_the_in_memory_ones
   np.testing.assert_array_equal(got_knn[1][:, 0], oracle)
 
 
+def test_variance_and_silhouette_read_from_a_file_in_blocks_equal_the_array_ones(
+    tmp_path, monkeypatch):
+  rng = np.random.default_rng(4)
+  z = (rng.normal(size=(300, 6)) + np.linspace(0, 3, 300)[:, None]).astype(np.float32)
+  labels = np.stack([np.arange(300) % 2, np.arange(300) % 3], 1)
+  unit = z / np.linalg.norm(z.astype(np.float64), axis=1, keepdims=True)
+  oracle = np.trace(np.cov(unit.T, ddof=0))
+  monkeypatch.setattr(features, "BLOCK_BYTES", 4 * 6 * 32)     # 32 rows a block
+  table = features.FileTable(str(tmp_path / "z.f32"), 6)
+  table.append(z)
+  np.testing.assert_allclose(evaluate.embedding_variance(table), oracle, rtol=1e-10)
+  assert (evaluate.silhouette_per_level(table, labels, max_points=100) ==
+          evaluate.silhouette_per_level(z, labels, max_points=100))
+  table.close()
+
+
 class Streamed:
   """Images read by slices, not an array: what a streamed data set looks like."""
 
@@ -114,8 +130,10 @@ def test_a_streamed_data_set_is_evaluated_from_a_feature_file_with_the_same_numb
   streamed = evaluate.evaluate_encoder(
       Flatten(), variables, dataclasses.replace(data, train_x=Streamed(data.train_x)),
       config, seed=0)
-  assert len(written) == 1 and written[0][0].startswith(config.feature_dir)
-  assert written[0][1] == 12
+  assert sorted((os.path.basename(path), dim) for path, dim in written) == [
+      ("test_embedding.f32", 8), ("test_representation.f32", 12),
+      ("train_representation.f32", 12)]
+  assert all(path.startswith(config.feature_dir) for path, _ in written)
   assert os.listdir(config.feature_dir) == []                # deleted afterwards
   assert streamed == in_memory
   assert in_memory["linear_probe_accuracy"][1] > 0.5          # the toy task is learnable

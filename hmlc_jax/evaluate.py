@@ -39,6 +39,10 @@ def subsample(n: int, max_points: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
+SILHOUETTE_WORKING_MB = 4   # scikit-learn's pairwise distances a few rows at a time, not
+                            # all at once (its default allows 1 GB); the scores are the same
+
+
 def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points: int = 2000,
                          seed: int = 0) -> List[Optional[float]]:
   """Mean silhouette (cosine distance) of the label clusters, per level.
@@ -52,6 +56,7 @@ def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points:
     H floats in [-1, 1]; None for a level with fewer than 2 or as many
     clusters as points (silhouette is undefined there).
   """
+  import sklearn
   from sklearn.metrics import silhouette_score
   rows = subsample(len(embeddings), max_points, seed)
   unit = unit_rows(as_table(embeddings).take(rows))
@@ -59,8 +64,9 @@ def silhouette_per_level(embeddings: np.ndarray, labels: np.ndarray, max_points:
   for level in range(labels.shape[1]):
     y = labels[rows, level]
     k = len(np.unique(y))
-    scores.append(float(silhouette_score(unit, y, metric="cosine")) if 2 <= k < len(y)
-                  else None)
+    with sklearn.config_context(working_memory=SILHOUETTE_WORKING_MB):   # distances in chunks
+      scores.append(float(silhouette_score(unit, y, metric="cosine")) if 2 <= k < len(y)
+                    else None)
   return scores
 
 
@@ -92,28 +98,25 @@ def probe_loss(params, x, y, w, wd):
 
 
 @functools.partial(jax.jit, static_argnames=("learning_rate",))
-def probe_steps(state, x, y, w, weight_decays, mean, std, *, learning_rate: float):
-  """Adam steps of every probe (one per weight decay) on the same batches.
+def probe_step(state, x, y, w, weight_decays, mean, std, *, learning_rate: float):
+  """One Adam step of every probe (one per weight decay) on the same batch.
 
   Args:
     state: (params, Adam state), each leaf with a leading axis of size ``G``.
-    x: float32 ``[S, B, R]`` raw features of ``S`` batches, standardised here
-      as ``(x - mean) / std``; y: int ``[S, B]``; w: float32 ``[S, B]`` row weights.
+    x: float32 ``[B, R]`` raw features, standardised here as ``(x - mean) / std``;
+      y: int ``[B]``; w: float32 ``[B]`` row weights.
     weight_decays: float32 ``[G]``.
 
   Returns:
-    the state after the ``S`` steps.
+    the state after the step.
   """
   tx = optax.adam(learning_rate)
 
   def one_model(state, wd):
-    def step(state, batch):
-      params, opt = state
-      xb, yb, wb = batch
-      grads = jax.grad(probe_loss)(params, (xb - mean) / std, yb, wb, wd)
-      updates, opt = tx.update(grads, opt, params)
-      return (optax.apply_updates(params, updates), opt), None
-    return jax.lax.scan(step, state, (x, y, w))[0]
+    params, opt = state
+    grads = jax.grad(probe_loss)(params, (x - mean) / std, y, w, wd)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt
 
   return jax.vmap(one_model)(state, weight_decays)
 
@@ -138,8 +141,8 @@ def probe_epochs(train, labels, weights, weight_decays, key, *, num_classes: int
 
   Every epoch draws a permutation of the ``N`` training rows from its own key
   (``jax.random.split(key, epochs)``) and takes ``N // batch_size`` batches of
-  it; the rows of a few batches (`features.BLOCK_BYTES`) are gathered from the
-  table at a time, so the features need not be in memory.
+  it, each gathered from the table for its step (`probe_step`), so the
+  features need not be in memory and the compiled shapes do not depend on ``N``.
 
   Args:
     train: feature table ``[N, R]`` (raw; ``scale`` = (mean, std) standardises).
@@ -149,27 +152,33 @@ def probe_epochs(train, labels, weights, weight_decays, key, *, num_classes: int
   """
   n, dim = len(train), train.dim
   steps = n // batch_size
-  per_call = max(1, features.block_rows(dim) // batch_size)
   params = {"w": jnp.zeros((len(weight_decays), dim, num_classes)),
             "b": jnp.zeros((len(weight_decays), num_classes))}
   state = (params, jax.vmap(optax.adam(learning_rate).init)(params))
   weight_decays = jnp.asarray(weight_decays, jnp.float32)
   for epoch_key in jax.random.split(key, epochs):
     order = np.asarray(jax.random.permutation(epoch_key, n))[:steps * batch_size]
-    order = order.reshape(steps, batch_size)
-    for s in range(0, steps, per_call):
-      rows = order[s:s + per_call]
-      state = probe_steps(state, train.take(rows), labels[rows], weights[rows], weight_decays,
-                          *scale, learning_rate=learning_rate)
+    for rows in order.reshape(steps, batch_size):
+      state = probe_step(state, train.take(rows), labels[rows], weights[rows], weight_decays,
+                         *scale, learning_rate=learning_rate)
     yield state[0]
 
 
+def padded_to(x: np.ndarray, rows: int) -> np.ndarray:
+  """``x`` with zero rows appended up to ``rows`` rows (one compiled shape for every block)."""
+  return np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) if len(
+      x) < rows else x
+
+
 def probe_predictions(params, table, rows: np.ndarray, scale, k: int) -> np.ndarray:
-  """int32 ``[G, len(rows), k]``: every probe's best classes for the table's ``rows``."""
+  """int32 ``[G, len(rows), k]``: every probe's best classes for the table's ``rows``,
+  scored `features.block_rows` rows at a time (the last block padded)."""
   per_call = features.block_rows(table.dim)
-  return np.concatenate([np.asarray(probe_top(params, table.take(rows[s:s + per_call]), *scale,
-                                              k=k))
-                         for s in range(0, len(rows), per_call)], axis=1)
+  out = []
+  for s in range(0, len(rows), per_call):
+    x = table.take(rows[s:s + per_call])
+    out.append(np.asarray(probe_top(params, padded_to(x, per_call), *scale, k=k))[:, :len(x)])
+  return np.concatenate(out, axis=1)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
@@ -222,20 +231,22 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int,
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def knn_merge(sims, neighbours, train_unit, query_unit, offset, *, k: int):
+def knn_merge(sims, neighbours, train_unit, valid, query_unit, offset, *, k: int):
   """The running ``k`` nearest training rows of each query, updated with a block.
 
   Args:
     sims, neighbours: the best so far, float32 and int32 ``[M, k]``, nearest
       first (-inf similarity: none yet).
     train_unit: L2-normalised training rows ``[n, R]``, the table's rows
-      ``offset ...``; query_unit: L2-normalised ``[M, R]``.
+      ``offset ...``, of which the first ``valid`` are real (the rest padding);
+      query_unit: L2-normalised ``[M, R]``.
 
   Returns:
     (similarities ``[M, k]``, training-row indices int32 ``[M, k]``), nearest
     first; ties to the lower index, as one `jax.lax.top_k` over all rows.
   """
-  block_sims, block_rows = jax.lax.top_k(query_unit @ train_unit.T, min(k, len(train_unit)))
+  block = jnp.where(jnp.arange(len(train_unit)) < valid, query_unit @ train_unit.T, -jnp.inf)
+  block_sims, block_rows = jax.lax.top_k(block, min(k, len(train_unit)))
   sims = jnp.concatenate([sims, block_sims], axis=1)
   rows = jnp.concatenate([neighbours, block_rows.astype(jnp.int32) + offset], axis=1)
   best_sims, pick = jax.lax.top_k(sims, k)
@@ -269,15 +280,16 @@ def knn_neighbours(train_x, test_x, k: int) -> Tuple[np.ndarray, np.ndarray]:
   train, test = as_table(train_x), as_table(test_x)
   sims = np.full((len(test), k), -np.inf, np.float32)
   neighbours = np.zeros((len(test), k), np.int32)
-  rows_per_block = min(features.block_rows(train.dim),   # and [queries, rows] similarities
-                       max(1, features.BLOCK_BYTES // (4 * KNN_QUERIES)))
+  rows_per_block = max(k, min(features.block_rows(train.dim),   # and the similarities
+                              features.BLOCK_BYTES // (4 * KNN_QUERIES)))
   for start, rows in features.blocks(train, rows_per_block):
-    train_unit = jnp.asarray(unit_rows(rows).astype(np.float32))
+    train_unit = jnp.asarray(padded_to(unit_rows(rows).astype(np.float32), rows_per_block))
     for s, queries in features.blocks(test, KNN_QUERIES):
       part = slice(s, s + len(queries))
-      best = knn_merge(sims[part], neighbours[part], train_unit,
-                       unit_rows(queries).astype(np.float32), start, k=k)
-      sims[part], neighbours[part] = jax.device_get(best)
+      query = padded_to(unit_rows(queries).astype(np.float32), KNN_QUERIES)
+      best = knn_merge(padded_to(sims[part], KNN_QUERIES), padded_to(neighbours[part], KNN_QUERIES),
+                       train_unit, len(rows), query, start, k=k)
+      sims[part], neighbours[part] = (a[:len(queries)] for a in jax.device_get(best))
   return sims, neighbours
 
 

@@ -1,7 +1,7 @@
 """The method paper's claims, point by point, from `hmlc_jax.compare` folders.
 
-    python tools/claims.py --balanced=results/hfashion/compare_1876steps \\
-        --long_tailed=results/hfashion/compare_1876steps_lt0,results/hfashion/compare_1876steps_lt1 \\
+    python tools/claims.py --balanced=results/hfashion/compare \\
+        --long_tailed=results/hfashion/compare_lt0,results/hfashion/compare_lt1 \\
         --ordering=results/hdigits/compare_200steps --out=claims
 
 Reads each folder's ``results.json`` (and, for a long-tailed folder, the
@@ -41,7 +41,9 @@ def stat(table: Dict, method: str, key: str, level: Optional[int] = None):
 
 
 def fmt(value, scale: float = 100.0, digits: int = 1) -> str:
-  return "—" if value is None else f"{value[0] * scale:.{digits}f} ± {value[1] * scale:.{digits}f}"
+  if value is None:
+    return "—"
+  return f"{value[0] * scale:.{digits}f} ± {value[1] * scale:.{digits}f}"
 
 
 def verdict(ok: Optional[bool]) -> str:

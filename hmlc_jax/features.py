@@ -17,7 +17,7 @@ import numpy as np
 
 from hmlc_jax.data import augment
 
-BLOCK_BYTES = 8 << 20       # rows read (or gathered) at a time: this many bytes of features
+BLOCK_BYTES = 4 << 20       # rows read (or gathered) at a time: this many bytes of features
 
 
 def feature_batches(model, variables, inputs, kind: str, batch_size: int,

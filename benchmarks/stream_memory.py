@@ -9,8 +9,8 @@ streamed (``dataset.stream=True``) and, with ``--in_memory``, decoded at load,
 each in a child process. Two peaks of its resident set: while it trains
 (``/proc/PID/status`` read every 20 ms until the last step's checkpoint
 appears: data, model, pipeline) and over the whole run (``/usr/bin/time -v``,
-which includes the evaluation and its ``[N, R]`` features of every training
-image). Prints a table and writes a JSON file.
+which includes the evaluation). Each count and mode runs ``--repeats``
+times, interleaved; prints every run and the medians, and writes a JSON file.
 """
 import argparse
 import json
@@ -93,23 +93,38 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--counts", default="10000,100000")
   p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--repeats", type=int, default=3,
+                 help="runs of each count and mode, interleaved; the table shows medians")
   p.add_argument("--root", default="/tmp/hmlc_stream_memory")
   p.add_argument("--in_memory", action="store_true", help="also the decoded-at-load runs")
   p.add_argument("--json", default="")
   args = p.parse_args()
-  report = {"command": "python benchmarks/stream_memory.py " + " ".join(sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d"), "machine": cpu_model(), "runs": {}}
-  print(f"{'images':>8} {'mode':<10} {'training peak MB':>17} {'run peak MB':>12} {'wall s':>8}")
-  for count in map(int, args.counts.split(",")):
-    folder = write_tree(args.root, count)
-    for stream in ([True, False] if args.in_memory else [True]):
-      mode = "stream" if stream else "memory"
-      workdir = os.path.join(args.root, f"run_{count}_{mode}")
-      run = peak_rss_mb(folder, stream, args.steps, workdir)
-      report["runs"][f"{count}/{mode}"] = run
-      print(f"{count:>8} {mode:<10} {run['training_peak_rss_mb']:>17.1f} "
-            f"{run['run_peak_rss_mb']:>12.1f} {run['wall_seconds']:>8.1f}", flush=True)
+  counts = [int(c) for c in args.counts.split(",")]
+  modes = ["stream", "memory"] if args.in_memory else ["stream"]
+  folders = {count: write_tree(args.root, count) for count in counts}
+  runs = {f"{count}/{mode}": [] for count in counts for mode in modes}
+  print(f"{'repeat':>6} {'images':>8} {'mode':<8} {'training peak MB':>17} {'run peak MB':>12} "
+        f"{'wall s':>8}")
+  for repeat in range(args.repeats):
+    for count in counts:
+      for mode in modes:
+        workdir = os.path.join(args.root, f"run_{count}_{mode}")
+        run = peak_rss_mb(folders[count], mode == "stream", args.steps, workdir)
+        runs[f"{count}/{mode}"].append(run)
+        print(f"{repeat:>6} {count:>8} {mode:<8} {run['training_peak_rss_mb']:>17.1f} "
+              f"{run['run_peak_rss_mb']:>12.1f} {run['wall_seconds']:>8.1f}", flush=True)
+  median = {key: {field: float(np.median([r[field] for r in values])) for field in values[0]}
+            for key, values in runs.items()}
+  print("\nmedians")
+  for key, run in median.items():
+    print(f"{key:>16} {run['training_peak_rss_mb']:>17.1f} {run['run_peak_rss_mb']:>12.1f}")
+  for mode in modes:
+    low, high = (median[f"{count}/{mode}"]["run_peak_rss_mb"] for count in (counts[0], counts[-1]))
+    print(f"{mode}: run peak at {counts[-1]:,} images - at {counts[0]:,}: {high - low:+.1f} MB")
   if args.json:
+    report = {"command": "python benchmarks/stream_memory.py " + " ".join(sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d"), "machine": cpu_model(), "median": median,
+              "runs": runs}
     with open(args.json, "w") as f:
       json.dump(report, f, indent=1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import Any, Callable
 
 from flax.training import train_state
@@ -67,6 +68,10 @@ def check_config(config: ml_collections.ConfigDict, data: Dataset) -> None:
   if config.eval.get("every_steps", 0) < 0:
     raise UserInputError(f"eval.every_steps must be >= 0 (0: only at the end), got "
                          f"{config.eval.every_steps}")
+  feature_dir = config.eval.get("feature_dir", "")
+  if feature_dir and not (os.path.isdir(feature_dir) and os.access(feature_dir, os.W_OK)):
+    raise UserInputError(f"eval.feature_dir {feature_dir!r} is not a folder this process can "
+                         f"write to (the evaluation's feature files go there)")
   build_model(config, data)
 
 

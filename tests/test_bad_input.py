@@ -53,6 +53,8 @@ CASES = {
     "negative temperature": ("main.py", [SMOKE, "--config.temperature=-0.1"], "temperature"),
     "unknown nan_policy": ("main.py", [SMOKE, "--config.nan_policy=ignore"],
                            "unknown nan_policy 'ignore'"),
+    "no such feature folder": ("main.py", [SMOKE, "--config.eval.feature_dir=/nonexistent/f"],
+                               "eval.feature_dir '/nonexistent/f' is not a folder"),
     "zero max_skips": ("main.py", [SMOKE, "--config.max_skips=0"],
                        "max_skips must be at least 1"),
     "unknown eval split": ("main.py", [SMOKE, "--config.dataset.eval_split=val"],

@@ -448,9 +448,8 @@ def evaluate_encoder(model, variables, data: Dataset, config: ml_collections.Con
     extract = functools.partial(features.tables_of, model, variables, kind=data.kind,
                                 batch_size=config.batch_size, directory=directory)
     train = extract(data.train_x, keep=("representation",), prefix="train_")
-    stack.callback(train["representation"].close)
     test = extract(data.test_x, keep=("representation", "embedding"), prefix="test_")
-    for table in test.values():
+    for table in (*train.values(), *test.values()):
       stack.callback(table.close)
     return scores_of(train["representation"], test, data, config, seed)
 

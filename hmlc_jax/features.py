@@ -40,9 +40,9 @@ def feature_batches(model, variables, inputs, kind: str, batch_size: int,
     yield {name: value[:len(chunk)] for name, value in jax.device_get(apply(padded)).items()}
 
 
-def block_rows(dim: int, at_least: int = 1) -> int:
-  """Rows of ``dim`` float32 features in `BLOCK_BYTES` (at least ``at_least``)."""
-  return max(at_least, BLOCK_BYTES // (4 * dim))
+def block_rows(dim: int) -> int:
+  """Rows of ``dim`` float32 features in `BLOCK_BYTES` (at least one)."""
+  return max(1, BLOCK_BYTES // (4 * dim))
 
 
 class ArrayTable:

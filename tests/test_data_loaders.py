@@ -371,9 +371,10 @@ def test_tfds_loaders_read_plain_mock_data():
 
 
 def test_a_long_tail_at_a_level_subsamples_train_only():
-  """dataset.imbalance_ratio: the classes of imbalance_level keep an exponential
-  share of their training examples (largest / smallest = the ratio); the test
-  split stays balanced; data_spec.json records the counts."""
+  """dataset.imbalance_ratio: the groups of imbalance_level keep exponentially
+  falling counts, largest / smallest = the ratio even where the groups differ in
+  size (ranked by size, not id); the test split stays balanced; data_spec.json
+  records the counts."""
   from hmlc_jax.data import Dataset, long_tailed
   from hmlc_jax.workdir import data_spec
   fine = np.repeat(np.arange(6), 100)
@@ -393,3 +394,14 @@ def test_a_long_tail_at_a_level_subsamples_train_only():
   np.testing.assert_array_equal(again.train_y, tail.train_y)
   with pytest.raises(UserInputError, match="imbalance_level"):
     long_tailed(data, 10.0, 2, seed=0)
+  # Groups of 300, 100 and 200 (hfashion's are 3:1:1:1:3:1 at its middle level):
+  # ranked 0, 2, 1; the head keeps what the tail allows, 100 / 0.1 caps nothing.
+  sizes = (300, 100, 200)
+  coarse = np.repeat(np.arange(3), sizes)
+  uneven = Dataset(name="t", kind="image", train_x=np.zeros((600, 2, 2, 1), np.uint8),
+                   train_y=np.stack([coarse, coarse], axis=1).astype(np.int32),
+                   test_x=np.zeros((600, 2, 2, 1), np.uint8), test_y=y, num_classes=(3, 6),
+                   level_names=("coarse", "fine"))
+  counts = np.bincount(long_tailed(uneven, 10.0, 0, seed=0).train_y[:, 0], minlength=3)
+  np.testing.assert_array_equal(counts, [300, 30, round(300 / 10 ** 0.5)])
+  assert counts.max() / counts.min() == 10.0

@@ -121,24 +121,31 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
 def long_tailed(dataset: Dataset, ratio: float, level: int, seed: int) -> Dataset:
   """``dataset`` with its training split subsampled to a long tail at ``level``.
 
-  The classes of ``level`` (group ``g`` of ``G``, in id order) keep a share
-  ``ratio ** (-g / (G - 1))`` of their training examples, so the largest keeps
-  all and the smallest ``1 / ratio`` (at least one example); which examples
-  stay is seeded by ``seed``. The test split is left as it is.
+  The groups (classes) of ``level`` that have training examples are ranked by
+  their count, most first (ties by id). The group of rank ``r`` of ``G`` keeps
+  ``n_0 * ratio ** (-r / (G - 1))`` examples, ``n_0`` the largest head count
+  every group can supply, so the counts fall exponentially from head to tail
+  and largest / smallest is ``ratio`` (up to rounding) whatever the groups'
+  natural sizes. Which examples a group keeps is drawn uniformly, seeded by
+  ``seed``, so its subclasses keep their proportions on average. The test
+  split is left as it is.
   """
   if not ratio >= 1.0:
     raise UserInputError(f"dataset.imbalance_ratio must be at least 1, got {ratio!r}")
   if not 0 <= level < dataset.num_levels:
     raise UserInputError(f"dataset.imbalance_level must lie in [0, {dataset.num_levels}), "
                          f"got {level!r}")
-  groups = dataset.num_classes[level]
+  sizes = np.bincount(dataset.train_y[:, level], minlength=dataset.num_classes[level])
+  present = np.flatnonzero(sizes)
+  ranked = present[np.argsort(-sizes[present], kind="stable")]
+  decay = ratio ** (-np.arange(len(ranked)) / max(len(ranked) - 1, 1))
+  head = np.min(sizes[ranked] / decay)
   rng = np.random.default_rng([seed, 7919])
   keep = []
-  for g in range(groups):
-    rows = np.flatnonzero(dataset.train_y[:, level] == g)
-    share = ratio ** (-g / max(groups - 1, 1))
-    keep.append(rng.permutation(rows)[:max(1, int(round(share * len(rows))))] if len(rows)
-                else rows)
+  for group, share in zip(ranked, decay):
+    rows = np.flatnonzero(dataset.train_y[:, level] == group)
+    count = min(len(rows), max(1, int(round(head * share))))
+    keep.append(rng.permutation(rows)[:count])
   keep = np.sort(np.concatenate(keep))
   extra = {k: (y[keep], test, n) for k, (y, test, n) in dataset.extra_labels.items()}
   return dataclasses.replace(dataset, train_x=take(dataset.train_x, keep),

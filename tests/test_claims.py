@@ -81,3 +81,13 @@ def test_a_missing_folder_is_one_line_and_status_2(tmp_path):
                         capture_output=True, text=True, timeout=60)
   assert done.returncode == 2
   assert done.stderr.strip().count("\n") == 0 and "nowhere" in done.stderr
+
+
+def test_without_long_tailed_runs_that_claim_reads_not_measured(tmp_path):
+  same = method(0.9, [0.5] * 3, 0.6, 1.5, [0.9] * 3)
+  balanced = write_compare(tmp_path / "balanced", {m: same for m in claims.NAMES})
+  claims.main([f"--balanced={balanced}", f"--out={tmp_path / 'claims'}"])
+  with open(tmp_path / "claims.json") as f:
+    rows = json.load(f)["rows"]
+  tail = [r["verdict"] for r in rows if r["claim"].startswith("better on a long-tailed")]
+  assert tail == ["not measured", "not measured"]
